@@ -1,0 +1,1 @@
+"""rlx_assets: Crypto Lake market data into a validated, certified, daily-partitioned lake."""

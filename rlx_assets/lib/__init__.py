@@ -1,0 +1,1 @@
+"""Plain logic with no Dagster decorators: testable as pure functions."""

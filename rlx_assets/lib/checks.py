@@ -1,0 +1,128 @@
+"""The blocking checks, evaluated from one `DayScan` (no further reads of the data)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+
+from rlx_assets.lib.scan import DayScan, Problem
+
+SCHEMA, POSITIVE_PRICES, TEMPORAL_CONTINUITY = "schema", "positive_prices", "temporal_continuity"
+BLOCKING_CHECKS = (SCHEMA, POSITIVE_PRICES, TEMPORAL_CONTINUITY)
+CHECK_DESCRIPTIONS = {
+    SCHEMA: "Exact normalised column set and dtypes, required columns non-null, side in "
+            "{buy, sell} (pandera model per table).",
+    POSITIVE_PRICES: "Prices > 0 and sizes > 0 (>= 0 for book_delta_v2, where 0 removes a "
+                     "level); a missing required price fails too.",
+    TEMPORAL_CONTINUITY: "origin_time inside the UTC day and non-decreasing (sequence_number "
+                         "too), no hole longer than the table's threshold, at least one row.",
+}
+
+
+@dataclass(frozen=True)
+class CheckOutcome:
+    name: str
+    passed: bool
+    description: str
+    metadata: dict[str, object] = field(default_factory=dict)
+
+
+def _evidence(problems: dict[str, Problem]) -> dict[str, object]:
+    return {
+        label: {"rows": p.rows, "first_origin_times": p.first_times}
+        for label, p in problems.items()
+        if p.rows
+    }
+
+
+def _summary(parts: list[str], passed_text: str) -> str:
+    return passed_text if not parts else "; ".join(parts)
+
+
+def check_schema(scan: DayScan) -> CheckOutcome:
+    rows = _evidence(scan.problems_of(SCHEMA))
+    parts = scan.structural + [f"{label} ({e['rows']} rows)" for label, e in rows.items()]
+    return CheckOutcome(
+        SCHEMA,
+        passed=not parts,
+        description=_summary(parts, "all columns present with the expected dtypes"),
+        metadata={"problems": scan.structural, "offending_rows": rows,
+                  "columns": scan.columns},
+    )
+
+
+def check_positive_prices(scan: DayScan) -> CheckOutcome:
+    rows = _evidence(scan.problems_of(POSITIVE_PRICES))
+    unevaluable = scan.unevaluable.get(POSITIVE_PRICES, [])
+    parts = [f"{label} ({e['rows']} rows)" for label, e in rows.items()]
+    if unevaluable:
+        parts.append(f"cannot evaluate missing or non-numeric columns {unevaluable}")
+    return CheckOutcome(
+        POSITIVE_PRICES,
+        passed=not parts,
+        description=_summary(parts, "every price and size positive"),
+        metadata={"offending_rows": rows,
+                  "offending_row_count": sum(e["rows"] for e in rows.values()),
+                  "unevaluable_columns": unevaluable},
+    )
+
+
+def check_temporal_continuity(
+    scan: DayScan, max_gap_seconds: float, previous_last_time: dt.datetime | None = None
+) -> CheckOutcome:
+    parts: list[str] = []
+    meta: dict[str, object] = {"max_gap_seconds_threshold": max_gap_seconds, "rows": scan.rows}
+    if not scan.has_times:
+        parts.append("origin_time is missing or not a UTC nanosecond time")
+    elif scan.first_time is None:
+        parts.append("the day has no rows")
+    else:
+        start_hole = (scan.first_time - scan.day_start).total_seconds()
+        end_hole = (scan.day_end - scan.last_time).total_seconds()
+        largest = scan.largest_gap_ns / 1e9
+        meta.update({
+            "largest_gap_seconds": largest,
+            "largest_gap_after": str(scan.largest_gap_after),
+            "hole_at_day_start_seconds": start_hole,
+            "hole_at_day_end_seconds": end_hole,
+            "unsorted_rows": scan.unsorted.rows,
+            "first_unsorted_origin_times": scan.unsorted.first_times,
+            "rows_outside_day": scan.outside_day.rows,
+            "first_outside_origin_times": scan.outside_day.first_times,
+            "sequence_number_decreases": scan.sequence_decreases,
+        })
+        if previous_last_time is not None:
+            meta["gap_from_previous_day_seconds"] = (
+                scan.first_time - previous_last_time).total_seconds()
+        if scan.outside_day.rows:
+            parts.append(f"{scan.outside_day.rows} rows outside {scan.day} UTC, first at "
+                         f"{scan.outside_day.first_times[0]}")
+        if scan.unsorted.rows:
+            parts.append(f"origin_time goes backwards {scan.unsorted.rows} times, first at "
+                         f"{scan.unsorted.first_times[0]}")
+        if scan.sequence_decreases:
+            parts.append(f"sequence_number goes backwards {scan.sequence_decreases} times")
+        if largest > max_gap_seconds:
+            parts.append(f"a {largest:,.0f} s hole after {scan.largest_gap_after} exceeds "
+                         f"{max_gap_seconds:,.0f} s")
+        for where, hole in (("start", start_hole), ("end", end_hole)):
+            if hole > max_gap_seconds:
+                parts.append(f"no data for the {hole:,.0f} s at the day's {where} "
+                             f"(threshold {max_gap_seconds:,.0f} s)")
+    return CheckOutcome(
+        TEMPORAL_CONTINUITY,
+        passed=not parts,
+        description=_summary(parts, "sorted, inside the day, no hole over the threshold"),
+        metadata=meta,
+    )
+
+
+def evaluate(
+    scan: DayScan, max_gap_seconds: float, previous_last_time: dt.datetime | None = None
+) -> list[CheckOutcome]:
+    """The three blocking checks for one partition, in contract order."""
+    return [
+        check_schema(scan),
+        check_positive_prices(scan),
+        check_temporal_continuity(scan, max_gap_seconds, previous_last_time),
+    ]

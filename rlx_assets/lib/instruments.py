@@ -1,0 +1,53 @@
+"""Instruments (`EXCHANGE:SYMBOL`) and the names derived from them."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+_EXCHANGE = re.compile(r"^[A-Z][A-Z0-9_]{0,39}$")
+_SYMBOL = re.compile(r"^[A-Z0-9]{1,20}(-[A-Z0-9]{1,20}){0,3}$")
+
+
+class InstrumentError(ValueError):
+    """An instrument string that is not `EXCHANGE:SYMBOL`."""
+
+
+@dataclass(frozen=True, order=True)
+class Instrument:
+    exchange: str
+    symbol: str
+
+    @classmethod
+    def parse(cls, text: str) -> Instrument:
+        """Parse `BINANCE:BTC-USDT`; reject anything that could escape a path or is malformed."""
+        exchange, sep, symbol = text.strip().partition(":")
+        if not sep or not _EXCHANGE.match(exchange) or not _SYMBOL.match(symbol):
+            raise InstrumentError(
+                f"RLX_INSTRUMENTS entry {text!r} is not EXCHANGE:SYMBOL in upper case "
+                "(letters, digits, '_' in the exchange, '-' between symbol parts), "
+                "for example BINANCE:BTC-USDT."
+            )
+        return cls(exchange, symbol)
+
+    @property
+    def key_prefix(self) -> list[str]:
+        """Asset key prefix: lower case with '-' turned into '_' (binance/btc_usdt)."""
+        return [self.exchange.lower(), self.symbol.lower().replace("-", "_")]
+
+    @property
+    def slug(self) -> str:
+        return "_".join(self.key_prefix)
+
+    def __str__(self) -> str:
+        return f"{self.exchange}:{self.symbol}"
+
+
+def parse_instruments(text: str) -> list[Instrument]:
+    """Parse a comma-separated list, keeping order and dropping repeats."""
+    items = [part for part in (p.strip() for p in text.split(",")) if part]
+    if not items:
+        raise InstrumentError(
+            "RLX_INSTRUMENTS is empty; set it to a comma-separated list such as BINANCE:BTC-USDT."
+        )
+    return list(dict.fromkeys(Instrument.parse(item) for item in items))

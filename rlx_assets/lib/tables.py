@@ -1,0 +1,98 @@
+"""The three Crypto Lake tables: vendor columns, normalised names and per-table defaults."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pyarrow as pa
+
+TIME_TYPE = pa.timestamp("ns", tz="UTC")
+BOOK_LEVELS = 20
+
+# lakeapi.load_data's renames, so that our data reads like what users already know.
+RENAMES = {
+    "timestamp": "origin_time",
+    "receipt_timestamp": "received_time",
+    "amount": "quantity",
+    "id": "trade_id",
+}
+TIME_COLUMNS = ("origin_time", "received_time")
+
+
+@dataclass(frozen=True)
+class TableSpec:
+    name: str
+    raw_columns: dict[str, pa.DataType]
+    # Columns that must never be null after normalisation.
+    required: tuple[str, ...]
+    # Longest hole in origin_time (seconds) inside a day before temporal_continuity fails.
+    default_max_gap_seconds: int
+    description: str
+
+    @property
+    def columns(self) -> dict[str, pa.DataType]:
+        """Normalised column names and Arrow types, as written to `ready/`."""
+        out = {}
+        for raw_name, dtype in self.raw_columns.items():
+            name = RENAMES.get(raw_name, raw_name)
+            out[name] = TIME_TYPE if name in TIME_COLUMNS else dtype
+        return out
+
+    @property
+    def has_sequence(self) -> bool:
+        return "sequence_number" in self.raw_columns
+
+    def arrow_schema(self) -> pa.Schema:
+        return pa.schema(list(self.columns.items()))
+
+
+def _book_levels() -> dict[str, pa.DataType]:
+    cols: dict[str, pa.DataType] = {}
+    for side in ("bid", "ask"):
+        for i in range(BOOK_LEVELS):
+            cols[f"{side}_{i}_price"] = pa.float64()
+            cols[f"{side}_{i}_size"] = pa.float64()
+    return cols
+
+
+_TIMES = {"timestamp": pa.int64(), "receipt_timestamp": pa.int64()}
+
+TRADES = TableSpec(
+    name="trades",
+    raw_columns={
+        "side": pa.string(),
+        "amount": pa.float64(),
+        "price": pa.float64(),
+        "id": pa.int64(),
+        **_TIMES,
+    },
+    required=("side", "quantity", "price", "trade_id", "origin_time", "received_time"),
+    default_max_gap_seconds=15 * 60,
+    description="Every trade: side, price, quantity, trade id, exchange and receipt times.",
+)
+BOOK = TableSpec(
+    name="book",
+    raw_columns={**_TIMES, "sequence_number": pa.int64(), **_book_levels()},
+    # Levels may be null in a thin book, but the top of each side must be there.
+    required=("origin_time", "received_time", "sequence_number",
+              "bid_0_price", "bid_0_size", "ask_0_price", "ask_0_size"),
+    default_max_gap_seconds=5 * 60,
+    description="20-level L2 order book snapshots (bid/ask price and size per level).",
+)
+BOOK_DELTA_V2 = TableSpec(
+    name="book_delta_v2",
+    raw_columns={
+        **_TIMES,
+        "sequence_number": pa.int64(),
+        "side_is_bid": pa.bool_(),
+        "price": pa.float64(),
+        "size": pa.float64(),
+    },
+    required=(
+        "origin_time", "received_time", "sequence_number", "side_is_bid", "price", "size",
+    ),
+    default_max_gap_seconds=5 * 60,
+    description="L2 order book updates; size 0 removes the level.",
+)
+
+TABLES: dict[str, TableSpec] = {t.name: t for t in (TRADES, BOOK, BOOK_DELTA_V2)}
