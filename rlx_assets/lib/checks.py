@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import datetime as dt
 from dataclasses import dataclass, field
 
-from rlx_assets.lib.scan import DayScan, Problem
+from rlx_assets.lib.scan import DayScan, Problem, format_ns
 
 SCHEMA, POSITIVE_PRICES, TEMPORAL_CONTINUITY = "schema", "positive_prices", "temporal_continuity"
 BLOCKING_CHECKS = (SCHEMA, POSITIVE_PRICES, TEMPORAL_CONTINUITY)
@@ -68,8 +67,9 @@ def check_positive_prices(scan: DayScan) -> CheckOutcome:
 
 
 def check_temporal_continuity(
-    scan: DayScan, max_gap_seconds: float, previous_last_time: dt.datetime | None = None
+    scan: DayScan, max_gap_seconds: float, previous_last_time: int | None = None
 ) -> CheckOutcome:
+    """`previous_last_time` (ns) is the last origin_time of the day before, if known."""
     parts: list[str] = []
     meta: dict[str, object] = {"max_gap_seconds_threshold": max_gap_seconds, "rows": scan.rows}
     if not scan.has_times:
@@ -77,12 +77,13 @@ def check_temporal_continuity(
     elif scan.first_time is None:
         parts.append("the day has no rows")
     else:
-        start_hole = (scan.first_time - scan.day_start).total_seconds()
-        end_hole = (scan.day_end - scan.last_time).total_seconds()
+        start_hole = (scan.first_time - scan.day_start) / 1e9
+        end_hole = (scan.day_end - scan.last_time) / 1e9
         largest = scan.largest_gap_ns / 1e9
+        gap_after = format_ns(scan.largest_gap_after)
         meta.update({
             "largest_gap_seconds": largest,
-            "largest_gap_after": str(scan.largest_gap_after),
+            "largest_gap_after": gap_after,
             "hole_at_day_start_seconds": start_hole,
             "hole_at_day_end_seconds": end_hole,
             "unsorted_rows": scan.unsorted.rows,
@@ -92,8 +93,7 @@ def check_temporal_continuity(
             "sequence_number_decreases": scan.sequence_decreases,
         })
         if previous_last_time is not None:
-            meta["gap_from_previous_day_seconds"] = (
-                scan.first_time - previous_last_time).total_seconds()
+            meta["gap_from_previous_day_seconds"] = (scan.first_time - previous_last_time) / 1e9
         if scan.outside_day.rows:
             parts.append(f"{scan.outside_day.rows} rows outside {scan.day} UTC, first at "
                          f"{scan.outside_day.first_times[0]}")
@@ -103,7 +103,7 @@ def check_temporal_continuity(
         if scan.sequence_decreases:
             parts.append(f"sequence_number goes backwards {scan.sequence_decreases} times")
         if largest > max_gap_seconds:
-            parts.append(f"a {largest:,.0f} s hole after {scan.largest_gap_after} exceeds "
+            parts.append(f"a {largest:,.0f} s hole after {gap_after} exceeds "
                          f"{max_gap_seconds:,.0f} s")
         for where, hole in (("start", start_hole), ("end", end_hole)):
             if hole > max_gap_seconds:
@@ -118,7 +118,7 @@ def check_temporal_continuity(
 
 
 def evaluate(
-    scan: DayScan, max_gap_seconds: float, previous_last_time: dt.datetime | None = None
+    scan: DayScan, max_gap_seconds: float, previous_last_time: int | None = None
 ) -> list[CheckOutcome]:
     """The three blocking checks for one partition, in contract order."""
     return [

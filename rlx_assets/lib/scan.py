@@ -13,6 +13,7 @@ import datetime as dt
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import polars as pl
 
 from rlx_assets.lib.schemas import row_rules, structural_problems
@@ -21,6 +22,18 @@ from rlx_assets.lib.tables import BOOK_LEVELS, RENAMES, TIME_COLUMNS, TableSpec
 # Rows per batch handed to the checks; wide tables (book: 83 columns) get fewer rows.
 BATCH_CELLS = 6_000_000
 SAMPLE = 5  # offending timestamps kept as evidence per problem
+
+
+NS_PER_DAY = 86_400 * 10**9
+
+
+def day_start_ns(day: dt.date) -> int:
+    return (day - dt.date(1970, 1, 1)).days * NS_PER_DAY
+
+
+def format_ns(ns: int | None) -> str | None:
+    """ISO 8601 UTC with nanoseconds: 2024-01-02T00:00:00.004189123Z."""
+    return None if ns is None else f"{np.datetime64(int(ns), 'ns')}Z"
 
 
 class UnreadableVendorFile(Exception):
@@ -111,26 +124,27 @@ class DayScan:
     structural: list[str] = field(default_factory=list)  # schema problems of the file
     unevaluable: dict[str, list[str]] = field(default_factory=dict)  # check -> columns
     problems: dict[str, Problem] = field(default_factory=dict)  # row rules -> offenders
-    first_time: dt.datetime | None = None
-    last_time: dt.datetime | None = None
-    min_time: dt.datetime | None = None
-    max_time: dt.datetime | None = None
+    # Times are int64 nanoseconds since the epoch (UTC), as the vendor stores them.
+    first_time: int | None = None
+    last_time: int | None = None
+    min_time: int | None = None
+    max_time: int | None = None
     unsorted: Problem = field(default_factory=lambda: Problem("temporal_continuity"))
     sequence_decreases: int = 0
     outside_day: Problem = field(default_factory=lambda: Problem("temporal_continuity"))
     largest_gap_ns: int = 0
-    largest_gap_after: dt.datetime | None = None
+    largest_gap_after: int | None = None
     error: str | None = None
     _rules: dict[str, pl.Expr] = field(default_factory=dict, repr=False)
     _last_sequence: int | None = field(default=None, repr=False)
 
     @property
-    def day_start(self) -> dt.datetime:
-        return dt.datetime(self.day.year, self.day.month, self.day.day, tzinfo=dt.UTC)
+    def day_start(self) -> int:
+        return day_start_ns(self.day)
 
     @property
-    def day_end(self) -> dt.datetime:
-        return self.day_start + dt.timedelta(days=1)
+    def day_end(self) -> int:
+        return self.day_start + NS_PER_DAY
 
     @property
     def has_times(self) -> bool:
@@ -178,18 +192,19 @@ class DayScan:
     def _times(self, batch: pl.DataFrame, expr: pl.Expr) -> list[str]:
         if not self.has_times:
             return []
-        return [str(t) for t in batch.filter(expr).get_column("origin_time").head(SAMPLE)]
+        times = batch.filter(expr).get_column("origin_time").head(SAMPLE).cast(pl.Int64)
+        return [format_ns(t) for t in times if t is not None]
 
     def _add_times(self, batch: pl.DataFrame) -> None:
-        t = batch.get_column("origin_time").drop_nulls()
+        t = batch.get_column("origin_time").cast(pl.Int64).drop_nulls()
         if t.is_empty():
             return
-        steps = t.diff().dt.total_nanoseconds()
+        steps = t.diff()
         if self.last_time is not None:  # the boundary with the previous batch
-            steps[0] = int((t[0] - self.last_time).total_seconds() * 1e9)
+            steps[0] = t[0] - self.last_time
         back = steps < 0
         if back.any():
-            self.unsorted.add(int(back.sum()), [str(x) for x in t.filter(back).head(SAMPLE)])
+            self.unsorted.add(int(back.sum()), [format_ns(x) for x in t.filter(back).head(SAMPLE)])
         gap_index = steps.arg_max()
         if gap_index is not None and (steps[gap_index] or 0) > self.largest_gap_ns:
             self.largest_gap_ns = int(steps[gap_index])
@@ -197,12 +212,13 @@ class DayScan:
         outside = (t < self.day_start) | (t >= self.day_end)
         if outside.any():
             self.outside_day.add(int(outside.sum()),
-                                 [str(x) for x in t.filter(outside).head(SAMPLE)])
+                                 [format_ns(x) for x in t.filter(outside).head(SAMPLE)])
         self._add_sequence(batch)
-        self.first_time = self.first_time or t[0]
+        self.first_time = t[0] if self.first_time is None else self.first_time
         self.last_time = t[-1]
-        self.min_time = min(self.min_time or t.min(), t.min())
-        self.max_time = max(self.max_time or t.max(), t.max())
+        low, high = t.min(), t.max()
+        self.min_time = low if self.min_time is None else min(self.min_time, low)
+        self.max_time = high if self.max_time is None else max(self.max_time, high)
 
     def _add_sequence(self, batch: pl.DataFrame) -> None:
         if not batch.schema.get("sequence_number", pl.Null).is_integer():

@@ -1,0 +1,25 @@
+"""The code location: assembles what `rlx_assets.defs` builds from the settings."""
+
+from __future__ import annotations
+
+import dagster as dg
+
+from rlx_assets.defs.assets import build_table_assets
+from rlx_assets.defs.partitions import daily_partitions
+from rlx_assets.defs.resources import CryptoLakeResource, LakeResource, credential_env_vars
+from rlx_assets.settings import Settings
+
+
+def build_definitions(settings: Settings) -> dg.Definitions:
+    partitions = daily_partitions(settings)
+    return dg.Definitions(
+        assets=build_table_assets(settings, partitions),
+        resources={
+            "crypto_lake": CryptoLakeResource(source=str(settings.source),
+                                              **credential_env_vars()),
+            "lake": LakeResource(root=settings.lake_root),
+        },
+    )
+
+
+defs = build_definitions(Settings.from_env())

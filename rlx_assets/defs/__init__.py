@@ -1,0 +1,1 @@
+"""Dagster definitions, by domain: resources, table assets, certificate, sensors."""

@@ -1,0 +1,152 @@
+"""Table assets: one per (instrument, table), daily partitions, checks from the same pass."""
+
+
+import datetime as dt
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import dagster as dg
+
+from rlx_assets.defs.resources import CryptoLakeResource, LakeResource
+from rlx_assets.lib.checks import BLOCKING_CHECKS, CHECK_DESCRIPTIONS
+from rlx_assets.lib.ingest import PartitionResult, ingest_partition
+from rlx_assets.lib.instruments import Instrument
+from rlx_assets.lib.lake import LakeError
+from rlx_assets.lib.scan import UnreadableVendorFile, format_ns
+from rlx_assets.lib.tables import TableSpec
+from rlx_assets.lib.vendor import VendorError
+from rlx_assets.settings import Settings
+
+POOL = "crypto_lake"
+
+
+def table_key(instrument: Instrument, table: str) -> dg.AssetKey:
+    return dg.AssetKey([*instrument.key_prefix, table])
+
+
+@contextmanager
+def vendor_failures() -> Iterator[None]:
+    """Turn known failures into `dg.Failure`s: one sentence, retried only where it helps."""
+    try:
+        yield
+    except (VendorError, UnreadableVendorFile) as exc:
+        retriable = isinstance(exc, UnreadableVendorFile) or exc.retriable
+        text = str(exc)
+        if isinstance(exc, UnreadableVendorFile):
+            text = (f"The vendor file is unreadable ({exc}); its raw copy was dropped so that "
+                    "a retry downloads it again.")
+        raise dg.Failure(description=text, allow_retries=retriable) from None
+    except LakeError as exc:
+        raise dg.Failure(description=str(exc), allow_retries=False) from None
+
+
+def previous_last_time(context: dg.AssetExecutionContext, day: dt.date) -> int | None:
+    """Last origin_time (ns) of the day before, from its metadata: no re-read of its data."""
+    previous = (day - dt.timedelta(days=1)).isoformat()
+    records = context.instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=context.asset_key, asset_partitions=[previous]), limit=1
+    ).records
+    if not records or records[0].asset_materialization is None:
+        return None
+    value = records[0].asset_materialization.metadata.get("last_origin_time_ns")
+    return int(value.value) if value is not None and value.value is not None else None
+
+
+def partition_metadata(result: PartitionResult) -> dict[str, object]:
+    scan = result.scan
+    return {
+        "dagster/row_count": scan.rows,
+        "first_origin_time": format_ns(scan.first_time),
+        "last_origin_time": format_ns(scan.last_time),
+        "first_origin_time_ns": scan.first_time,
+        "last_origin_time_ns": scan.last_time,
+        "zone": "ready" if result.passed else "quarantine",
+        "path": dg.MetadataValue.path(str(result.path)),
+        "vendor_object": result.vendor.location,
+        "vendor_bytes": result.raw.size,
+        "vendor_sha256": result.raw.sha256,
+        "vendor_version": result.vendor.version,
+        "raw_reused": result.raw.reused,
+        "download_attempts": result.raw.attempts,
+        "download_mb_per_s": round(result.raw.megabytes_per_second, 2),
+        "seconds": round(result.seconds, 3),
+        "dagster/column_schema": dg.TableSchema(
+            columns=[dg.TableColumn(name, dtype) for name, dtype in scan.columns.items()]
+        ),
+    }
+
+
+def check_results(result: PartitionResult) -> list[dg.AssetCheckResult]:
+    return [
+        dg.AssetCheckResult(
+            check_name=o.name,
+            passed=o.passed,
+            severity=dg.AssetCheckSeverity.ERROR,
+            description=o.description,
+            metadata=o.metadata,
+        )
+        for o in result.outcomes
+    ]
+
+
+def build_table_asset(
+    instrument: Instrument,
+    spec: TableSpec,
+    partitions: dg.PartitionsDefinition,
+    settings: Settings,
+) -> dg.AssetsDefinition:
+    key = table_key(instrument, spec.name)
+    max_gap = settings.max_gap_seconds(instrument, spec.name)
+
+    @dg.asset(
+        key=key,
+        partitions_def=partitions,
+        check_specs=[
+            dg.AssetCheckSpec(name, asset=key, blocking=True, partitions_def=partitions,
+                              description=CHECK_DESCRIPTIONS[name])
+            for name in BLOCKING_CHECKS
+        ],
+        pool=POOL,
+        retry_policy=dg.RetryPolicy(
+            max_retries=settings.step_retries,
+            delay=settings.retry_delay_seconds,
+            backoff=dg.Backoff.EXPONENTIAL,
+            jitter=dg.Jitter.PLUS_MINUS,
+        ),
+        group_name=instrument.slug,
+        kinds={"parquet", "polars"},
+        description=f"{spec.description} {instrument}, one UTC day per partition, from Crypto "
+                    f"Lake. Max hole {max_gap:,.0f} s.",
+        metadata={"instrument": str(instrument), "table": spec.name,
+                  "max_gap_seconds": max_gap},
+    )
+    def _table(
+        context: dg.AssetExecutionContext,
+        crypto_lake: CryptoLakeResource,
+        lake: LakeResource,
+    ) -> dg.MaterializeResult:
+        day = dt.date.fromisoformat(context.partition_key)
+        with vendor_failures():
+            result = ingest_partition(
+                crypto_lake.vendor(), lake.lake(), spec, instrument, day,
+                crypto_lake.backoff(), max_gap, previous_last_time(context, day),
+                log=context.log.info,
+            )
+        verdict = "passed" if result.passed else "FAILED: " + ", ".join(
+            o.name for o in result.outcomes if not o.passed)
+        context.log.info(f"{spec.name} {instrument} {day}: {result.scan.rows:,} rows, checks "
+                         f"{verdict}; written to {result.path}.")
+        return dg.MaterializeResult(metadata=partition_metadata(result),
+                                    check_results=check_results(result))
+
+    return _table
+
+
+def build_table_assets(settings: Settings, partitions: dg.PartitionsDefinition):
+    from rlx_assets.lib.tables import TABLES
+
+    return [
+        build_table_asset(instrument, spec, partitions, settings)
+        for instrument in settings.instruments
+        for spec in TABLES.values()
+    ]

@@ -1,0 +1,89 @@
+"""Resources: the vendor (Crypto Lake or a stand-in in its layout) and our lake root."""
+
+
+import os
+from pathlib import Path
+
+import dagster as dg
+
+from rlx_assets.lib.lake import Lake
+from rlx_assets.lib.retry import Backoff
+from rlx_assets.lib.vendor import (
+    CREDENTIAL_VARIABLES,
+    LocalSource,
+    S3Source,
+    VendorCredentialsMissing,
+    VendorSource,
+)
+from rlx_assets.settings import Source
+
+# The vendor hands out lower-case keys in `.env`; the standard AWS names work too.
+CREDENTIAL_NAMES = {
+    "aws_access_key_id": ("aws_access_key_id", "AWS_ACCESS_KEY_ID"),
+    "aws_secret_access_key": ("aws_secret_access_key", "AWS_SECRET_ACCESS_KEY"),
+    "aws_session_token": ("aws_session_token", "AWS_SESSION_TOKEN"),
+}
+
+
+def credential_env_vars() -> dict[str, dg.EnvVar]:
+    """EnvVars for the credential variables that are set; their values are not read here."""
+    out = {}
+    for field, names in CREDENTIAL_NAMES.items():
+        present = [name for name in names if name in os.environ]
+        if present:
+            out[field] = dg.EnvVar(present[0])
+    return out
+
+
+class CryptoLakeResource(dg.ConfigurableResource):
+    """Crypto Lake through `lakeapi` + boto3, its sample bucket, an S3 mirror or a directory."""
+
+    source: str
+    aws_access_key_id: str | None = None
+    aws_secret_access_key: str | None = None
+    aws_session_token: str | None = None
+    region_name: str = "eu-west-1"
+    max_attempts: int = 5
+    backoff_seconds: float = 1.0
+    cache_dir: str = str(Path.home() / ".cache" / "rlx_assets" / "lakeapi")
+
+    def backoff(self) -> Backoff:
+        return Backoff(attempts=self.max_attempts, base_seconds=self.backoff_seconds)
+
+    def _session(self):
+        import boto3
+
+        return boto3.Session(
+            aws_access_key_id=self.aws_access_key_id,
+            aws_secret_access_key=self.aws_secret_access_key,
+            aws_session_token=self.aws_session_token,
+            region_name=self.region_name,
+        )
+
+    def vendor(self) -> VendorSource:
+        source = Source.parse(self.source)
+        if source.kind == "local":
+            return LocalSource(source.path)
+        if source.needs_credentials and self._session().get_credentials() is None:
+            raise VendorCredentialsMissing(
+                f"CRYPTO_LAKE_SOURCE=lakeapi needs Crypto Lake credentials; set "
+                f"{CREDENTIAL_VARIABLES} in the environment or .env."
+            )
+        return S3Source(
+            bucket=source.bucket,
+            prefix=source.prefix,
+            session_factory=self._session,
+            listing="lakeapi" if source.kind == "lakeapi" else "s3",
+            anonymous=source.kind == "sample",
+            cache_dir=Path(self.cache_dir),
+            max_attempts=self.max_attempts,
+        )
+
+
+class LakeResource(dg.ConfigurableResource):
+    """Where our zones live (RLX_LAKE_ROOT)."""
+
+    root: str
+
+    def lake(self) -> Lake:
+        return Lake.at(self.root)

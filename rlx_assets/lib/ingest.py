@@ -1,0 +1,94 @@
+"""One partition, end to end, without Dagster: vendor -> raw/ -> one pass -> ready/ or quarantine/."""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from rlx_assets.lib.checks import CheckOutcome, evaluate
+from rlx_assets.lib.instruments import Instrument
+from rlx_assets.lib.lake import Lake
+from rlx_assets.lib.retry import Backoff
+from rlx_assets.lib.scan import DayScan, UnreadableVendorFile, scan_day
+from rlx_assets.lib.tables import TableSpec
+from rlx_assets.lib.vendor import Download, VendorObject, VendorSource, download
+
+Log = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class PartitionResult:
+    vendor: VendorObject
+    raw: Download
+    scan: DayScan
+    outcomes: list[CheckOutcome]
+    path: Path  # the file in ready/ or quarantine/
+    seconds: float
+
+    @property
+    def passed(self) -> bool:
+        return all(o.passed for o in self.outcomes)
+
+
+def _manifest(raw_path: Path) -> Path:
+    return raw_path.with_name(raw_path.name + ".json")
+
+
+def fetch_raw(
+    source: VendorSource, obj: VendorObject, lake: Lake, backoff: Backoff, log: Log
+) -> Download:
+    """Vendor bytes in raw/, downloaded unless the same version is already there."""
+    dest = lake.raw_file(obj.table, obj.instrument, obj.day, obj.filename)
+    known = lake.read_json(_manifest(dest))
+    if (known and dest.exists() and dest.stat().st_size == obj.size
+            and known.get("size") == obj.size and known.get("version") == obj.version):
+        log(f"Reusing raw/{dest.relative_to(lake.root / 'raw')} ({obj.size:,} bytes, same "
+            "vendor version).")
+        return Download(dest, obj.size, known["sha256"], 0.0, 0, reused=True)
+    got = download(source, obj, dest, backoff, log)
+    lake.write_json_atomic(_manifest(dest), {
+        "location": obj.location, "size": got.size, "version": obj.version,
+        "sha256": got.sha256, "downloaded_at": dt.datetime.now(dt.UTC).isoformat(),
+    })
+    log(f"Downloaded {obj.location}: {got.size:,} bytes in {got.seconds:.2f} s "
+        f"({got.megabytes_per_second:.1f} MB/s, {got.attempts} attempt(s)).")
+    return got
+
+
+def forget_raw(raw: Download) -> None:
+    """Drop raw bytes that turned out unreadable, so that a retry downloads them again."""
+    raw.path.unlink(missing_ok=True)
+    _manifest(raw.path).unlink(missing_ok=True)
+
+
+def ingest_partition(
+    source: VendorSource,
+    lake: Lake,
+    spec: TableSpec,
+    instrument: Instrument,
+    day: dt.date,
+    backoff: Backoff,
+    max_gap_seconds: float,
+    previous_last_time: int | None = None,
+    log: Log = lambda _m: None,
+) -> PartitionResult:
+    started = time.perf_counter()
+    obj = source.locate(spec.name, instrument, day)
+    raw = fetch_raw(source, obj, lake, backoff, log)
+    for stale in lake.clear_staging(spec.name, instrument, day):
+        log(f"Removed {stale.name} left in _staging/ by an earlier, interrupted attempt.")
+    staged = lake.staging_file(spec.name, instrument, day)
+    try:
+        scan = scan_day(raw.path, spec, day, staged)
+    except UnreadableVendorFile:
+        forget_raw(raw)
+        raise
+    finally:
+        if not staged.exists() or staged.stat().st_size == 0:
+            staged.unlink(missing_ok=True)
+    outcomes = evaluate(scan, max_gap_seconds, previous_last_time)
+    path = lake.publish(staged, spec.name, instrument, day, all(o.passed for o in outcomes))
+    return PartitionResult(obj, raw, scan, outcomes, path, time.perf_counter() - started)

@@ -1,0 +1,349 @@
+"""Where vendor files come from: a local directory or an S3 bucket in Crypto Lake's layout.
+
+Discovery finds the one object for (table, instrument, day); downloads stream its bytes
+with a sha256, check the byte count and retry transient faults. Every failure a user can
+act on is one of the `VendorError`s below, with a sentence that says what to do.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import http.client
+import os
+import threading
+import time
+import urllib.parse
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO, Protocol
+
+from rlx_assets.lib.instruments import Instrument
+from rlx_assets.lib.retry import Backoff
+
+VENDOR_BUCKET = "qnt.data"
+VENDOR_PREFIX = "market-data/cryptofeed"
+SAMPLE_BUCKET = "sample.crypto.lake"
+CHUNK_BYTES = 8 * 1024 * 1024
+CREDENTIAL_VARIABLES = "aws_access_key_id and aws_secret_access_key (or AWS_ACCESS_KEY_ID " \
+                       "and AWS_SECRET_ACCESS_KEY)"
+
+
+class VendorError(Exception):
+    """A vendor problem with a message meant for people."""
+
+    retriable = False
+
+
+class VendorFileMissing(VendorError):
+    pass
+
+
+class VendorAccessDenied(VendorError):
+    pass
+
+
+class VendorCredentialsMissing(VendorError):
+    pass
+
+
+class TransientVendorError(VendorError):
+    retriable = True
+
+
+@dataclass(frozen=True)
+class VendorObject:
+    table: str
+    instrument: Instrument
+    day: dt.date
+    location: str  # s3://bucket/key or a local path
+    size: int
+    version: str  # etag, or size and mtime for local files: changes when re-published
+
+    @property
+    def filename(self) -> str:
+        return self.location.rsplit("/", 1)[-1]
+
+
+def day_prefix(table: str, instrument: Instrument, day: dt.date) -> str:
+    return (f"{table}/exchange={instrument.exchange}/symbol={instrument.symbol}/"
+            f"dt={day.isoformat()}/")
+
+
+class VendorSource(Protocol):
+    description: str
+
+    def locate(self, table: str, instrument: Instrument, day: dt.date) -> VendorObject: ...
+
+    @contextmanager
+    def open(self, obj: VendorObject) -> Iterator[BinaryIO]: ...
+
+
+def _missing(table: str, instrument: Instrument, day: dt.date, where: str) -> VendorFileMissing:
+    return VendorFileMissing(
+        f"No vendor file for table {table}, instrument {instrument}, day {day} in {where}; "
+        "the vendor has not published it (check the day and symbol, or wait and re-run)."
+    )
+
+
+@dataclass
+class LocalSource:
+    """A directory in the vendor layout (the demo lake, or a mirror of the bucket)."""
+
+    root: Path
+
+    @property
+    def description(self) -> str:
+        return f"local directory {self.root}"
+
+    def _table_root(self) -> Path:
+        nested = self.root / VENDOR_PREFIX
+        return nested if nested.is_dir() else self.root
+
+    def locate(self, table: str, instrument: Instrument, day: dt.date) -> VendorObject:
+        if not self.root.is_dir():
+            raise VendorFileMissing(
+                f"The vendor directory {self.root} does not exist; run `rlx-assets demo` to "
+                "generate the demo lake, or point CRYPTO_LAKE_SOURCE at your data."
+            )
+        folder = self._table_root() / day_prefix(table, instrument, day)
+        files = sorted(folder.glob("*.parquet")) if folder.is_dir() else []
+        if not files:
+            raise _missing(table, instrument, day, self.description)
+        if len(files) > 1:
+            raise VendorError(f"Expected one vendor file in {folder}, found {len(files)}; "
+                              "remove the stray files and re-run.")
+        stat = files[0].stat()
+        return VendorObject(table, instrument, day, str(files[0]), stat.st_size,
+                            f"{stat.st_size}-{stat.st_mtime_ns}")
+
+    @contextmanager
+    def open(self, obj: VendorObject) -> Iterator[BinaryIO]:
+        with open(obj.location, "rb") as handle:
+            yield handle
+
+
+_LAKEAPI_LOCK = threading.Lock()
+
+
+def lakeapi_module(cache_dir: Path):
+    """Import lakeapi with its `.lake_cache` folders under `cache_dir`, not the working dir.
+
+    lakeapi creates its caches relative to the current directory when imported, so the
+    import runs once, under a lock, from inside our cache directory.
+    """
+    import sys
+
+    with _LAKEAPI_LOCK:
+        if "lakeapi" not in sys.modules:
+            cache_dir.mkdir(parents=True, exist_ok=True)
+            cwd = os.getcwd()
+            os.chdir(cache_dir)
+            try:
+                import lakeapi  # noqa: F401
+                import lakeapi.main  # noqa: F401
+            finally:
+                os.chdir(cwd)
+        return sys.modules["lakeapi"]
+
+
+def _clear_lakeapi_listing_cache(lakeapi) -> None:
+    lakeapi.main.contents_cache.clear()
+    lakeapi.main.cache.clear()
+
+
+@dataclass
+class S3Source:
+    """An S3 bucket in the vendor layout: Crypto Lake itself, its sample bucket, or a mirror.
+
+    `listing="lakeapi"` discovers files through `lakeapi.list_data`, which reads the
+    vendor's `contents.json.gz` so that keys without `s3:ListBucket` still work; its cached
+    listing is cleared and re-read before a day is reported missing. `listing="s3"` lists
+    the day's prefix directly.
+    """
+
+    bucket: str
+    prefix: str
+    session_factory: Callable[[], object]
+    listing: str = "s3"
+    anonymous: bool = False
+    cache_dir: Path = Path.home() / ".cache" / "rlx_assets" / "lakeapi"
+    max_attempts: int = 5
+
+    @property
+    def description(self) -> str:
+        return f"s3://{self.bucket}/{self.prefix}".rstrip("/")
+
+    def _client(self):
+        import botocore
+        from botocore.config import Config
+
+        config = Config(
+            retries={"mode": "standard", "max_attempts": self.max_attempts},
+            connect_timeout=10,
+            read_timeout=60,
+            signature_version=botocore.UNSIGNED if self.anonymous else None,
+        )
+        return self.session_factory().client("s3", config=config)
+
+    def _key(self, relative: str) -> str:
+        return f"{self.prefix}/{relative}" if self.prefix else relative
+
+    def locate(self, table: str, instrument: Instrument, day: dt.date) -> VendorObject:
+        with translate_errors(self.description):
+            keys = (self._lakeapi_keys if self.listing == "lakeapi" else self._listed_keys)(
+                table, instrument, day)
+            if not keys:
+                raise _missing(table, instrument, day, self.description)
+            if len(keys) > 1:
+                raise VendorError(f"Expected one vendor file for {table} {instrument} {day} in "
+                                  f"{self.description}, found {len(keys)}: {keys}.")
+            head = self._client().head_object(Bucket=self.bucket, Key=keys[0])
+        return VendorObject(table, instrument, day, f"s3://{self.bucket}/{keys[0]}",
+                            int(head["ContentLength"]), head.get("ETag", "").strip('"'))
+
+    def _listed_keys(self, table: str, instrument: Instrument, day: dt.date) -> list[str]:
+        prefix = self._key(day_prefix(table, instrument, day))
+        pages = self._client().get_paginator("list_objects_v2").paginate(
+            Bucket=self.bucket, Prefix=prefix)
+        return [o["Key"] for page in pages for o in page.get("Contents", [])
+                if o["Key"].endswith(".parquet")]
+
+    def _lakeapi_keys(self, table: str, instrument: Instrument, day: dt.date) -> list[str]:
+        lakeapi = lakeapi_module(self.cache_dir)
+        bucket_path = f"{self.bucket}/{self.prefix}".rstrip("/")
+        start = dt.datetime.combine(day, dt.time())
+        for fresh in (False, True):  # a stale cached listing must not hide a new day
+            if fresh:
+                _clear_lakeapi_listing_cache(lakeapi)
+            lakeapi.set_default_bucket(bucket_path)
+            try:
+                found = lakeapi.list_data(
+                    table, start=start, end=start + dt.timedelta(days=1),
+                    symbols=[instrument.symbol], exchanges=[instrument.exchange],
+                    bucket=bucket_path, boto3_session=self.session_factory(),
+                )
+            except lakeapi.exceptions.NoFilesFound:
+                found = []
+            if found:
+                return [self._key(day_prefix(table, instrument, day) + f["filename"])
+                        for f in found]
+        return []
+
+    @contextmanager
+    def open(self, obj: VendorObject) -> Iterator[BinaryIO]:
+        key = urllib.parse.urlparse(obj.location).path.lstrip("/")
+        with translate_errors(self.description):
+            body = self._client().get_object(Bucket=self.bucket, Key=key)["Body"]
+        try:
+            yield body
+        finally:
+            body.close()
+
+
+_TRANSIENT_CODES = {"500", "502", "503", "504", "SlowDown", "Throttling", "ThrottlingException",
+                    "RequestTimeout", "RequestTimeTooSkewed", "InternalError",
+                    "ServiceUnavailable"}
+
+
+@contextmanager
+def translate_errors(where: str) -> Iterator[None]:
+    """Turn boto errors into `VendorError`s that say what to do."""
+    import botocore.exceptions as bx
+
+    try:
+        yield
+    except VendorError:
+        raise
+    except bx.NoCredentialsError as exc:
+        raise VendorCredentialsMissing(
+            f"No Crypto Lake credentials found for {where}; set {CREDENTIAL_VARIABLES} "
+            "in the environment or .env."
+        ) from exc
+    except bx.ClientError as exc:
+        code = str(exc.response.get("Error", {}).get("Code", ""))
+        status = str(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", ""))
+        if code in ("AccessDenied", "403", "InvalidAccessKeyId", "SignatureDoesNotMatch") \
+                or status == "403":
+            raise VendorAccessDenied(
+                f"{where} denied access ({code}); check that {CREDENTIAL_VARIABLES} are "
+                "right and that your subscription covers this table and instrument."
+            ) from exc
+        if code in _TRANSIENT_CODES or status.startswith("5"):
+            raise TransientVendorError(f"{where} answered {code} ({status}); retrying.") from exc
+        raise
+    except (bx.EndpointConnectionError, bx.ConnectionClosedError, bx.ReadTimeoutError,
+            bx.ConnectTimeoutError, bx.ResponseStreamingError, bx.IncompleteReadError,
+            http.client.IncompleteRead, ConnectionError, TimeoutError) as exc:
+        raise TransientVendorError(f"{where} connection failed ({exc}); retrying.") from exc
+
+
+@dataclass(frozen=True)
+class Download:
+    path: Path
+    size: int
+    sha256: str
+    seconds: float
+    attempts: int
+    reused: bool = False
+
+    @property
+    def megabytes_per_second(self) -> float:
+        return self.size / 1e6 / self.seconds if self.seconds > 0 else 0.0
+
+
+class TruncatedDownload(TransientVendorError):
+    pass
+
+
+def download(
+    source: VendorSource,
+    obj: VendorObject,
+    dest: Path,
+    backoff: Backoff,
+    log: Callable[[str], None] = lambda _m: None,
+) -> Download:
+    """Stream `obj` into `dest` (atomically), hashing as it goes; retry transient faults."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    part = dest.with_name(f".{dest.name}.{os.getpid()}.part")
+    attempts = 0
+
+    def attempt() -> tuple[int, str]:
+        nonlocal attempts
+        attempts += 1
+        digest, size = hashlib.sha256(), 0
+        with translate_errors(source.description), source.open(obj) as body, \
+                open(part, "wb") as out:
+            while chunk := body.read(CHUNK_BYTES):
+                digest.update(chunk)
+                out.write(chunk)
+                size += len(chunk)
+        if size != obj.size:
+            raise TruncatedDownload(f"{obj.location}: received {size:,} of {obj.size:,} bytes")
+        return size, digest.hexdigest()
+
+    def on_retry(n: int, exc: BaseException, wait: float) -> None:
+        log(f"Download attempt {n} of {obj.location} failed ({exc}); retrying in {wait:.1f} s.")
+
+    started = time.perf_counter()
+    try:
+        size, sha = backoff.run(attempt, lambda e: getattr(e, "retriable", False), on_retry)
+    except BaseException as exc:
+        part.unlink(missing_ok=True)
+        if isinstance(exc, TransientVendorError):
+            raise TransientVendorError(
+                f"Download of {obj.location} failed after {attempts} attempts: {exc}"
+            ) from exc
+        raise
+    os.replace(part, dest)
+    return Download(dest, size, sha, time.perf_counter() - started, attempts)
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while chunk := handle.read(CHUNK_BYTES):
+            digest.update(chunk)
+    return digest.hexdigest()

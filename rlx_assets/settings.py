@@ -1,0 +1,155 @@
+"""Configuration from the environment (and `.env`), checked once, with one-sentence errors.
+
+Only non-secret values are read here. Credentials are never read at import time: the
+resources receive them through Dagster's `EnvVar` when a run starts.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from rlx_assets.lib.instruments import Instrument, InstrumentError, parse_instruments
+from rlx_assets.lib.tables import TABLES
+
+DEFAULT_SOURCE = "./demo_lake"
+DEFAULT_LAKE_ROOT = "./data"
+DEFAULT_INSTRUMENTS = "BINANCE:BTC-USDT"
+DEFAULT_START = "2024-01-01"
+SOURCE_KINDS = ("lakeapi", "sample", "s3://bucket/prefix", "a local directory or file:// URL")
+
+
+class ConfigError(ValueError):
+    """A configuration value that cannot work; the message names the variable."""
+
+
+@dataclass(frozen=True)
+class Source:
+    kind: str  # "lakeapi" | "sample" | "s3" | "local"
+    bucket: str = ""
+    prefix: str = ""
+    path: Path | None = None
+
+    @classmethod
+    def parse(cls, text: str) -> Source:
+        value = text.strip()
+        if value == "lakeapi":
+            return cls("lakeapi", "qnt.data", "market-data/cryptofeed")
+        if value == "sample":
+            return cls("sample", "sample.crypto.lake", "")
+        if value.startswith("s3://"):
+            bucket, _, prefix = value[5:].partition("/")
+            if not bucket:
+                raise ConfigError(f"CRYPTO_LAKE_SOURCE={value!r} names no bucket; use "
+                                  "s3://bucket/prefix.")
+            return cls("s3", bucket, prefix.strip("/"))
+        if value.startswith("file://"):
+            value = value[7:]
+        if "://" in value or not value:
+            raise ConfigError(
+                f"CRYPTO_LAKE_SOURCE={text!r} is not a known source; use one of "
+                f"{', '.join(SOURCE_KINDS)}."
+            )
+        return cls("local", path=Path(value).expanduser().absolute())
+
+    @property
+    def needs_credentials(self) -> bool:
+        return self.kind == "lakeapi"
+
+    def __str__(self) -> str:
+        if self.kind == "local":
+            return str(self.path)
+        return self.kind if self.kind in ("lakeapi", "sample") else \
+            f"s3://{self.bucket}/{self.prefix}".rstrip("/")
+
+
+def _date(env: Mapping[str, str], name: str, default: str | None) -> dt.date | None:
+    text = env.get(name, "").strip() or default
+    if text is None:
+        return None
+    try:
+        return dt.date.fromisoformat(text)
+    except ValueError:
+        raise ConfigError(f"{name}={text!r} is not a date; use YYYY-MM-DD.") from None
+
+
+def _number(env: Mapping[str, str], name: str, default: float) -> float:
+    text = env.get(name, "").strip()
+    if not text:
+        return default
+    try:
+        value = float(text)
+        if value < 0:
+            raise ValueError
+    except ValueError:
+        raise ConfigError(f"{name}={text!r} is not a non-negative number.") from None
+    return value
+
+
+def _max_gaps(text: str, instruments: list[Instrument]) -> dict[tuple[str, str], float]:
+    """`book=120,BINANCE:ETH-USDT/trades=1800` -> {(instrument or '*', table): seconds}."""
+    gaps: dict[tuple[str, str], float] = {}
+    for item in filter(None, (p.strip() for p in text.split(","))):
+        target, _, seconds = item.partition("=")
+        scope, _, table = target.rpartition("/")
+        try:
+            value = float(seconds)
+            if table not in TABLES or value <= 0:
+                raise ValueError
+            instrument = str(Instrument.parse(scope)) if scope else "*"
+        except (ValueError, InstrumentError):
+            raise ConfigError(
+                f"RLX_MAX_GAP_SECONDS entry {item!r} is not [EXCHANGE:SYMBOL/]TABLE=SECONDS "
+                f"with a table among {sorted(TABLES)}, e.g. book=120."
+            ) from None
+        gaps[(instrument, table)] = value
+    return gaps
+
+
+@dataclass(frozen=True)
+class Settings:
+    source: Source
+    lake_root: str
+    instruments: list[Instrument]
+    start_date: dt.date
+    end_date: dt.date | None
+    max_gaps: dict[tuple[str, str], float] = field(default_factory=dict)
+    step_retries: int = 3
+    retry_delay_seconds: float = 10.0
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        if env is None:
+            from dotenv import load_dotenv
+
+            load_dotenv(Path.cwd() / ".env", override=False)
+            env = os.environ
+        source = Source.parse(env.get("CRYPTO_LAKE_SOURCE", "").strip() or DEFAULT_SOURCE)
+        try:
+            instruments = parse_instruments(env.get("RLX_INSTRUMENTS", "") or DEFAULT_INSTRUMENTS)
+        except InstrumentError as exc:
+            raise ConfigError(str(exc)) from None
+        start = _date(env, "RLX_START_DATE", DEFAULT_START)
+        end = _date(env, "RLX_END_DATE", None)
+        if end is not None and end < start:
+            raise ConfigError(f"RLX_END_DATE={end} is before RLX_START_DATE={start}; the window "
+                              "must end on or after its start.")
+        lake_root = env.get("RLX_LAKE_ROOT", "").strip() or DEFAULT_LAKE_ROOT
+        return cls(source, lake_root, instruments, start, end,
+                   _max_gaps(env.get("RLX_MAX_GAP_SECONDS", ""), instruments),
+                   step_retries=int(_number(env, "RLX_STEP_RETRIES", 3)),
+                   retry_delay_seconds=_number(env, "RLX_RETRY_DELAY_SECONDS", 10.0))
+
+    def max_gap_seconds(self, instrument: Instrument, table: str) -> float:
+        for scope in (str(instrument), "*"):
+            if (scope, table) in self.max_gaps:
+                return self.max_gaps[(scope, table)]
+        return TABLES[table].default_max_gap_seconds
+
+    def window_end(self, today: dt.date | None = None) -> dt.date:
+        """Last day of the window: RLX_END_DATE, else the last complete UTC day."""
+        today = today or dt.datetime.now(dt.UTC).date()
+        return self.end_date or today - dt.timedelta(days=1)
