@@ -45,7 +45,7 @@ class CryptoLakeResource(dg.ConfigurableResource):
     region_name: str = "eu-west-1"
     max_attempts: int = 5
     backoff_seconds: float = 1.0
-    cache_dir: str = str(Path.home() / ".cache" / "rlx_assets" / "lakeapi")
+    cache_dir: str | None = None  # where lakeapi caches listings; default ~/.cache/rlx_assets
 
     def backoff(self) -> Backoff:
         return Backoff(attempts=self.max_attempts, base_seconds=self.backoff_seconds)
@@ -75,7 +75,7 @@ class CryptoLakeResource(dg.ConfigurableResource):
             session_factory=self._session,
             listing="lakeapi" if source.kind == "lakeapi" else "s3",
             anonymous=source.kind == "sample",
-            cache_dir=Path(self.cache_dir),
+            cache_dir=Path(self.cache_dir) if self.cache_dir else None,
             max_attempts=self.max_attempts,
         )
 

@@ -128,6 +128,10 @@ class LocalSource:
 _LAKEAPI_LOCK = threading.Lock()
 
 
+def default_cache_dir() -> Path:
+    return Path.home() / ".cache" / "rlx_assets" / "lakeapi"
+
+
 def lakeapi_module(cache_dir: Path):
     """Import lakeapi with its `.lake_cache` folders under `cache_dir`, not the working dir.
 
@@ -169,7 +173,7 @@ class S3Source:
     session_factory: Callable[[], object]
     listing: str = "s3"
     anonymous: bool = False
-    cache_dir: Path = Path.home() / ".cache" / "rlx_assets" / "lakeapi"
+    cache_dir: Path | None = None  # lakeapi's .lake_cache goes here; default ~/.cache/rlx_assets
     max_attempts: int = 5
 
     @property
@@ -193,16 +197,30 @@ class S3Source:
 
     def locate(self, table: str, instrument: Instrument, day: dt.date) -> VendorObject:
         with translate_errors(self.description):
-            keys = (self._lakeapi_keys if self.listing == "lakeapi" else self._listed_keys)(
-                table, instrument, day)
-            if not keys:
-                raise _missing(table, instrument, day, self.description)
-            if len(keys) > 1:
-                raise VendorError(f"Expected one vendor file for {table} {instrument} {day} in "
-                                  f"{self.description}, found {len(keys)}: {keys}.")
-            head = self._client().head_object(Bucket=self.bucket, Key=keys[0])
-        return VendorObject(table, instrument, day, f"s3://{self.bucket}/{keys[0]}",
-                            int(head["ContentLength"]), head.get("ETag", "").strip('"'))
+            # A cached lakeapi listing may be stale either way (a new day not in it, or a
+            # key that is gone): on a miss, list again from scratch before giving up.
+            for fresh in (False, True) if self.listing == "lakeapi" else (True,):
+                keys = (self._lakeapi_keys(table, instrument, day, fresh)
+                        if self.listing == "lakeapi" else self._listed_keys(table, instrument, day))
+                if len(keys) > 1:
+                    raise VendorError(f"Expected one vendor file for {table} {instrument} {day} "
+                                      f"in {self.description}, found {len(keys)}: {keys}.")
+                head = self._head(keys[0]) if keys else None
+                if head is not None:
+                    return VendorObject(table, instrument, day, f"s3://{self.bucket}/{keys[0]}",
+                                        int(head["ContentLength"]),
+                                        head.get("ETag", "").strip('"'))
+        raise _missing(table, instrument, day, self.description)
+
+    def _head(self, key: str) -> dict | None:
+        import botocore.exceptions
+
+        try:
+            return self._client().head_object(Bucket=self.bucket, Key=key)
+        except botocore.exceptions.ClientError as exc:
+            if str(exc.response.get("Error", {}).get("Code")) in ("404", "NoSuchKey", "NotFound"):
+                return None
+            raise
 
     def _listed_keys(self, table: str, instrument: Instrument, day: dt.date) -> list[str]:
         prefix = self._key(day_prefix(table, instrument, day))
@@ -211,26 +229,28 @@ class S3Source:
         return [o["Key"] for page in pages for o in page.get("Contents", [])
                 if o["Key"].endswith(".parquet")]
 
-    def _lakeapi_keys(self, table: str, instrument: Instrument, day: dt.date) -> list[str]:
-        lakeapi = lakeapi_module(self.cache_dir)
+    def _lakeapi_keys(self, table: str, instrument: Instrument, day: dt.date,
+                      fresh: bool) -> list[str]:
+        lakeapi = lakeapi_module(self.cache_dir or default_cache_dir())
         bucket_path = f"{self.bucket}/{self.prefix}".rstrip("/")
         start = dt.datetime.combine(day, dt.time())
-        for fresh in (False, True):  # a stale cached listing must not hide a new day
+        if fresh:
+            _clear_lakeapi_listing_cache(lakeapi)
+        # list_data reads contents.json.gz only for its default bucket.
+        lakeapi.set_default_bucket(bucket_path)
+        try:
+            found = lakeapi.list_data(
+                table, start=start, end=start + dt.timedelta(days=1),
+                symbols=[instrument.symbol], exchanges=[instrument.exchange],
+                bucket=bucket_path, boto3_session=self.session_factory(),
+            )
+        except lakeapi.exceptions.NoFilesFound:
+            return []
+        except lakeapi.exceptions.InvalidArgumentValue:
             if fresh:
-                _clear_lakeapi_listing_cache(lakeapi)
-            lakeapi.set_default_bucket(bucket_path)
-            try:
-                found = lakeapi.list_data(
-                    table, start=start, end=start + dt.timedelta(days=1),
-                    symbols=[instrument.symbol], exchanges=[instrument.exchange],
-                    bucket=bucket_path, boto3_session=self.session_factory(),
-                )
-            except lakeapi.exceptions.NoFilesFound:
-                found = []
-            if found:
-                return [self._key(day_prefix(table, instrument, day) + f["filename"])
-                        for f in found]
-        return []
+                raise
+            return []  # a cached listing of another bucket: list again
+        return [self._key(day_prefix(table, instrument, day) + f["filename"]) for f in found]
 
     @contextmanager
     def open(self, obj: VendorObject) -> Iterator[BinaryIO]:
