@@ -5,6 +5,7 @@ from __future__ import annotations
 import dagster as dg
 
 from rlx_assets.defs.assets import build_table_assets
+from rlx_assets.defs.certificate import build_automation_sensor, build_certificate_assets
 from rlx_assets.defs.partitions import daily_partitions
 from rlx_assets.defs.resources import CryptoLakeResource, LakeResource, credential_env_vars
 from rlx_assets.settings import Settings
@@ -13,7 +14,8 @@ from rlx_assets.settings import Settings
 def build_definitions(settings: Settings) -> dg.Definitions:
     partitions = daily_partitions(settings)
     return dg.Definitions(
-        assets=build_table_assets(settings, partitions),
+        assets=[*build_table_assets(settings, partitions), *build_certificate_assets(settings)],
+        sensors=[build_automation_sensor(settings)],
         resources={
             "crypto_lake": CryptoLakeResource(source=str(settings.source),
                                               **credential_env_vars()),

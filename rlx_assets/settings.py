@@ -119,6 +119,7 @@ class Settings:
     max_gaps: dict[tuple[str, str], float] = field(default_factory=dict)
     step_retries: int = 3
     retry_delay_seconds: float = 10.0
+    automation_interval_seconds: int = 30
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -141,7 +142,9 @@ class Settings:
         return cls(source, lake_root, instruments, start, end,
                    _max_gaps(env.get("RLX_MAX_GAP_SECONDS", ""), instruments),
                    step_retries=int(_number(env, "RLX_STEP_RETRIES", 3)),
-                   retry_delay_seconds=_number(env, "RLX_RETRY_DELAY_SECONDS", 10.0))
+                   retry_delay_seconds=_number(env, "RLX_RETRY_DELAY_SECONDS", 10.0),
+                   automation_interval_seconds=int(
+                       _number(env, "RLX_AUTOMATION_INTERVAL_SECONDS", 30)))
 
     def max_gap_seconds(self, instrument: Instrument, table: str) -> float:
         for scope in (str(instrument), "*"):

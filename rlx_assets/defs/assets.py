@@ -62,6 +62,8 @@ def partition_metadata(result: PartitionResult) -> dict[str, object]:
         "last_origin_time_ns": scan.last_time,
         "zone": "ready" if result.passed else "quarantine",
         "path": dg.MetadataValue.path(str(result.path)),
+        "sha256": result.sha256,
+        "bytes": result.size,
         "vendor_object": result.vendor.location,
         "vendor_bytes": result.raw.size,
         "vendor_sha256": result.raw.sha256,

@@ -14,7 +14,7 @@ from rlx_assets.lib.lake import Lake
 from rlx_assets.lib.retry import Backoff
 from rlx_assets.lib.scan import DayScan, UnreadableVendorFile, scan_day
 from rlx_assets.lib.tables import TableSpec
-from rlx_assets.lib.vendor import Download, VendorObject, VendorSource, download
+from rlx_assets.lib.vendor import Download, VendorObject, VendorSource, download, sha256_file
 
 Log = Callable[[str], None]
 
@@ -26,6 +26,8 @@ class PartitionResult:
     scan: DayScan
     outcomes: list[CheckOutcome]
     path: Path  # the file in ready/ or quarantine/
+    sha256: str  # of that file, so the certificate can prove it unchanged
+    size: int
     seconds: float
 
     @property
@@ -90,5 +92,7 @@ def ingest_partition(
         if not staged.exists() or staged.stat().st_size == 0:
             staged.unlink(missing_ok=True)
     outcomes = evaluate(scan, max_gap_seconds, previous_last_time)
+    sha256, size = sha256_file(staged), staged.stat().st_size
     path = lake.publish(staged, spec.name, instrument, day, all(o.passed for o in outcomes))
-    return PartitionResult(obj, raw, scan, outcomes, path, time.perf_counter() - started)
+    return PartitionResult(obj, raw, scan, outcomes, path, sha256, size,
+                           time.perf_counter() - started)

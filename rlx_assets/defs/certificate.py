@@ -1,0 +1,140 @@
+"""The certificate asset per instrument, issued automatically once every partition passes."""
+
+import datetime as dt
+from pathlib import Path
+
+import dagster as dg
+
+from rlx_assets.defs.assets import table_key
+from rlx_assets.defs.resources import LakeResource
+from rlx_assets.lib.certificate import Recorded, build_certificate, refusal_message, window_days
+from rlx_assets.lib.checks import BLOCKING_CHECKS
+from rlx_assets.lib.instruments import Instrument
+from rlx_assets.lib.tables import TABLES
+from rlx_assets.settings import Settings
+
+# Verified for an unpartitioned child of partitioned parents (see the design notes):
+# fires once, after something upstream changed, when no partition is missing, failing a
+# blocking check, or running.
+CERTIFY_WHEN_ALL_PASS = (
+    dg.AutomationCondition.any_deps_updated().since_last_handled()
+    & ~dg.AutomationCondition.any_deps_missing()
+    & ~dg.AutomationCondition.any_deps_match(
+        dg.AutomationCondition.any_checks_match(
+            ~dg.AutomationCondition.check_passed(), blocking_only=True)
+    )
+    & ~dg.AutomationCondition.any_deps_in_progress()
+    & ~dg.AutomationCondition.in_progress()
+).with_label("all partitions in the window passed their blocking checks")
+
+
+def _value(metadata: dict, name: str, default=None):
+    entry = metadata.get(name)
+    return default if entry is None else entry.value
+
+
+def recorded_partitions(
+    instance: dg.DagsterInstance, key: dg.AssetKey, days: list[dt.date]
+) -> dict[dt.date, Recorded]:
+    """The latest materialisation of each day in `days`, with its blocking check outcomes."""
+    wanted = [d.isoformat() for d in days]
+    latest: dict[str, tuple[int, dict]] = {}
+    cursor = None
+    while True:
+        page = instance.fetch_materializations(
+            dg.AssetRecordsFilter(asset_key=key, asset_partitions=wanted),
+            limit=1000, cursor=cursor,
+        )
+        for record in page.records:
+            event = record.asset_materialization
+            if event is not None and event.partition not in latest:
+                latest[event.partition] = (record.storage_id, dict(event.metadata))
+        if not page.has_more:
+            break
+        cursor = page.cursor
+    checks = instance.event_log_storage.get_asset_check_partition_info(
+        [dg.AssetCheckKey(key, name) for name in BLOCKING_CHECKS], partition_keys=wanted)
+    outcomes: dict[str, dict[str, str]] = {}
+    for info in checks:
+        if info.partition_key not in latest:
+            continue
+        current = info.latest_target_materialization_storage_id == latest[info.partition_key][0]
+        status = info.latest_execution_status.value if current else "NOT EVALUATED"
+        outcomes.setdefault(info.partition_key, {})[info.check_key.name] = status
+    out = {}
+    for partition, (_, meta) in latest.items():
+        out[dt.date.fromisoformat(partition)] = Recorded(
+            day=dt.date.fromisoformat(partition),
+            rows=int(_value(meta, "dagster/row_count", 0)),
+            first_time=_value(meta, "first_origin_time_ns"),
+            last_time=_value(meta, "last_origin_time_ns"),
+            path=Path(str(_value(meta, "path", ""))),
+            sha256=str(_value(meta, "sha256", "")),
+            size=int(_value(meta, "bytes", -1)),
+            vendor_sha256=str(_value(meta, "vendor_sha256", "")),
+            checks=outcomes.get(partition, {}),
+        )
+    return out
+
+
+def certificate_key(instrument: Instrument) -> dg.AssetKey:
+    return dg.AssetKey([*instrument.key_prefix, "certificate"])
+
+
+def build_certificate_asset(instrument: Instrument, settings: Settings) -> dg.AssetsDefinition:
+    table_keys = {name: table_key(instrument, name) for name in TABLES}
+
+    @dg.asset(
+        key=certificate_key(instrument),
+        deps=list(table_keys.values()),
+        automation_condition=CERTIFY_WHEN_ALL_PASS,
+        group_name=instrument.slug,
+        kinds={"json"},
+        description=f"Data-readiness certificate for {instrument}: every table and day from "
+                    "RLX_START_DATE to RLX_END_DATE materialised, all blocking checks passed, "
+                    "ready/ files unchanged (sha256). Research reads only certified windows.",
+    )
+    def _certificate(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.MaterializeResult:
+        start, end = settings.start_date, settings.window_end()
+        days = window_days(start, end)
+        context.log.info(f"Verifying {len(days)} days x {len(table_keys)} tables for "
+                         f"{instrument} ({start}..{end}).")
+        recorded = {name: recorded_partitions(context.instance, key, days)
+                    for name, key in table_keys.items()}
+        certificate, problems = build_certificate(
+            str(instrument), start, end, recorded, dt.datetime.now(dt.UTC))
+        if certificate is None:
+            raise dg.Failure(description=refusal_message(str(instrument), start, end, problems),
+                             metadata={"problems": problems}, allow_retries=False)
+        store = lake.lake()
+        path = store.certificate_path(instrument, start, end)
+        store.write_json_atomic(path, certificate)
+        totals = {name: t["totals"] for name, t in certificate["tables"].items()}
+        summary = "\n".join(
+            f"| {name} | {t['days']} | {t['rows']:,} | {t['bytes'] / 1e6:,.1f} MB |"
+            for name, t in totals.items())
+        return dg.MaterializeResult(metadata={
+            "path": dg.MetadataValue.path(str(path)),
+            "window": f"{start}..{end}",
+            "days": len(days),
+            "content_sha256": certificate["content_sha256"],
+            "summary": dg.MetadataValue.md(
+                "| table | days | rows | size |\n|---|---|---|---|\n" + summary),
+            "dagster/row_count": sum(t["rows"] for t in totals.values()),
+        })
+
+    return _certificate
+
+
+def build_certificate_assets(settings: Settings) -> list[dg.AssetsDefinition]:
+    return [build_certificate_asset(i, settings) for i in settings.instruments]
+
+
+def build_automation_sensor(settings: Settings) -> dg.AutomationConditionSensorDefinition:
+    """Dagster's automation sensor starts stopped; ours runs by default."""
+    return dg.AutomationConditionSensorDefinition(
+        "certificate_automation",
+        target=dg.AssetSelection.all(),
+        default_status=dg.DefaultSensorStatus.RUNNING,
+        minimum_interval_seconds=settings.automation_interval_seconds,
+    )

@@ -1,0 +1,134 @@
+"""The data-readiness certificate: verify every (table, day) of a window, or list the gaps.
+
+Pure logic: the caller gathers what Dagster recorded per partition (`Recorded`); this module
+checks each against the blocking checks and the file in ready/, computes the holes across
+day boundaries, and builds the certificate with a hash of its own canonical content.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from rlx_assets.lib.checks import BLOCKING_CHECKS
+from rlx_assets.lib.scan import format_ns
+from rlx_assets.lib.vendor import sha256_file
+
+PASSED = "SUCCEEDED"
+
+
+@dataclass(frozen=True)
+class Recorded:
+    """What the latest materialisation of one partition recorded, and its check outcomes."""
+
+    day: dt.date
+    rows: int
+    first_time: int | None
+    last_time: int | None
+    path: Path
+    sha256: str
+    size: int
+    vendor_sha256: str
+    checks: Mapping[str, str] = field(default_factory=dict)  # check -> latest status
+
+
+def window_days(start: dt.date, end: dt.date) -> list[dt.date]:
+    return [start + dt.timedelta(days=i) for i in range((end - start).days + 1)]
+
+
+def partition_problems(
+    table: str, day: dt.date, rec: Recorded | None, hash_file: Callable[[Path], str]
+) -> list[str]:
+    """Why (table, day) cannot be certified; empty when it can."""
+    where = f"{table} {day}"
+    if rec is None:
+        return [f"{where}: not materialised"]
+    problems = [
+        f"{where}: check {name} {rec.checks.get(name, 'NOT EVALUATED').lower()}"
+        for name in BLOCKING_CHECKS
+        if rec.checks.get(name) != PASSED
+    ]
+    if problems:
+        return problems
+    if not rec.path.is_file():
+        return [f"{where}: ready file {rec.path} is gone"]
+    if rec.path.stat().st_size != rec.size or hash_file(rec.path) != rec.sha256:
+        return [f"{where}: ready file {rec.path} changed since it was materialised"]
+    return []
+
+
+def _gap_seconds(previous: Recorded | None, current: Recorded) -> float | None:
+    if previous is None or previous.last_time is None or current.first_time is None:
+        return None
+    return (current.first_time - previous.last_time) / 1e9
+
+
+def canonical_sha256(payload: Mapping[str, object]) -> str:
+    text = json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def build_certificate(
+    instrument: str,
+    start: dt.date,
+    end: dt.date,
+    recorded: Mapping[str, Mapping[dt.date, Recorded]],
+    generated_at: dt.datetime,
+    hash_file: Callable[[Path], str] = sha256_file,
+) -> tuple[dict[str, object] | None, list[str]]:
+    """Return (certificate, []) when every partition passes, else (None, problems)."""
+    days = window_days(start, end)
+    problems = [
+        problem
+        for table, records in recorded.items()
+        for day in days
+        for problem in partition_problems(table, day, records.get(day), hash_file)
+    ]
+    if problems:
+        return None, problems
+    tables: dict[str, object] = {}
+    for table, records in recorded.items():
+        entries, previous = [], None
+        for day in days:
+            rec = records[day]
+            entries.append({
+                "day": day.isoformat(),
+                "rows": rec.rows,
+                "first_origin_time": format_ns(rec.first_time),
+                "last_origin_time": format_ns(rec.last_time),
+                "sha256": rec.sha256,
+                "bytes": rec.size,
+                "vendor_sha256": rec.vendor_sha256,
+                "checks": {name: rec.checks[name] for name in BLOCKING_CHECKS},
+                "gap_from_previous_day_seconds": _gap_seconds(previous, rec),
+                "path": str(rec.path),
+            })
+            previous = rec
+        gaps = [e["gap_from_previous_day_seconds"] for e in entries
+                if e["gap_from_previous_day_seconds"] is not None]
+        tables[table] = {
+            "days": entries,
+            "totals": {"days": len(entries), "rows": sum(e["rows"] for e in entries),
+                       "bytes": sum(e["bytes"] for e in entries)},
+            "largest_day_boundary_gap_seconds": max(gaps, default=None),
+        }
+    body: dict[str, object] = {
+        "instrument": instrument,
+        "window": {"start": start.isoformat(), "end": end.isoformat(), "days": len(days)},
+        "generated_at": generated_at.isoformat(),
+        "blocking_checks": list(BLOCKING_CHECKS),
+        "tables": tables,
+    }
+    return {**body, "content_sha256": canonical_sha256(body)}, []
+
+
+def refusal_message(instrument: str, start: dt.date, end: dt.date, problems: list[str]) -> str:
+    shown = problems[:200]
+    more = f"\n- ... and {len(problems) - len(shown)} more" if len(problems) > len(shown) else ""
+    return (f"Certificate for {instrument} {start}..{end} refused: {len(problems)} partition "
+            f"problem(s); materialise or fix them and it is issued automatically:\n- "
+            + "\n- ".join(shown) + more)

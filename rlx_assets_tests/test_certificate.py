@@ -1,0 +1,133 @@
+"""Issue 4: the certificate is refused while anything fails, issued once all pass, re-issued."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from pathlib import Path
+
+import dagster as dg
+import pytest
+
+from rlx_assets.definitions import build_definitions
+from rlx_assets.lib.certificate import canonical_sha256
+from rlx_assets.lib.demo_data import Fault, write_day
+from rlx_assets.lib.tables import TABLES
+from rlx_assets_tests.conftest import settings_for
+from rlx_assets_tests.stand_ins import BTC
+
+DAYS = [dt.date(2024, 1, 1), dt.date(2024, 1, 2)]
+CERT = dg.AssetKey(["binance", "btc_usdt", "certificate"])
+TABLE_KEYS = [dg.AssetKey(["binance", "btc_usdt", t]) for t in TABLES]
+
+
+class Lake:
+    """A demo vendor directory, our lake, the definitions over them and one instance."""
+
+    def __init__(self, root: Path) -> None:
+        self.vendor, self.lake = root / "vendor", root / "lake"
+        self.env = {"CRYPTO_LAKE_SOURCE": str(self.vendor), "RLX_LAKE_ROOT": str(self.lake),
+                    "RLX_START_DATE": "2024-01-01", "RLX_END_DATE": "2024-01-02"}
+        self.defs = build_definitions(settings_for(self.env))
+        self.instance = dg.DagsterInstance.ephemeral()
+        self.cursor = None
+
+    def publish(self, table: str, day: dt.date, fault: Fault | None = None) -> None:
+        write_day(self.vendor, table, BTC, day, fault=fault)
+
+    def materialize(self, day: dt.date, tables=tuple(TABLES)) -> bool:
+        assets = [self.defs.get_assets_def(dg.AssetKey(["binance", "btc_usdt", t]))
+                  for t in tables]
+        return dg.materialize(assets, partition_key=day.isoformat(), instance=self.instance,
+                              resources=self.defs.resources, raise_on_error=False).success
+
+    def certify(self) -> dg.ExecuteInJobResult:
+        return dg.materialize([self.defs.get_assets_def(CERT)], instance=self.instance,
+                              resources=self.defs.resources, raise_on_error=False,
+                              selection=[CERT])
+
+    def requested(self) -> int:
+        result = dg.evaluate_automation_conditions(
+            defs=self.defs, instance=self.instance,
+            asset_selection=dg.AssetSelection.assets(CERT), cursor=self.cursor)
+        self.cursor = result.cursor
+        return result.get_num_requested(CERT)
+
+
+@pytest.fixture
+def lake(tmp_path: Path) -> Lake:
+    return Lake(tmp_path)
+
+
+def _failure_text(result: dg.ExecuteInJobResult) -> str:
+    return "\n".join(str(e.step_failure_data.user_failure_data.description)
+                     for e in result.get_step_failure_events())
+
+
+def test_certificate_waits_for_every_partition_then_fires_once(lake: Lake) -> None:
+    for day in DAYS:
+        for table in TABLES:
+            lake.publish(table, day, Fault.NEGATIVE_PRICE
+                         if (table, day) == ("trades", DAYS[1]) else None)
+    assert lake.requested() == 0, "nothing materialised yet"
+
+    assert lake.materialize(DAYS[0])
+    assert lake.requested() == 0, "one of two days materialised"
+
+    assert not lake.materialize(DAYS[1]), "the bad trades day fails its run"
+    assert lake.requested() == 0, "all materialised but one blocking check failed"
+
+    refused = lake.certify()
+    assert not refused.success
+    text = _failure_text(refused)
+    assert "trades 2024-01-02: check positive_prices failed" in text
+    assert "refused: 1 partition problem(s)" in text
+    assert not (lake.lake / "certificates").exists(), "no partial certificate"
+
+    lake.publish("trades", DAYS[1])  # the vendor re-publishes a clean day
+    assert lake.materialize(DAYS[1], tables=("trades",))
+    assert lake.requested() == 1, "everything passes: certificate requested"
+    assert lake.certify().success
+    assert lake.requested() == 0, "nothing new: not requested again"
+
+    lake.publish("book", DAYS[0])  # an upstream partition is re-materialised
+    assert lake.materialize(DAYS[0], tables=("book",))
+    assert lake.requested() == 1, "stale after an upstream change, re-issued"
+
+
+def test_certificate_content(lake: Lake) -> None:
+    for day in DAYS:
+        for table in TABLES:
+            lake.publish(table, day)
+        assert lake.materialize(day)
+    result = lake.certify()
+    assert result.success
+    path = lake.lake / "certificates" / "binance_btc_usdt_2024-01-01_2024-01-02.json"
+    cert = json.loads(path.read_text())
+    body = {k: v for k, v in cert.items() if k != "content_sha256"}
+    assert cert["content_sha256"] == canonical_sha256(body)
+    assert cert["window"] == {"start": "2024-01-01", "end": "2024-01-02", "days": 2}
+    trades = cert["tables"]["trades"]
+    assert [d["day"] for d in trades["days"]] == ["2024-01-01", "2024-01-02"]
+    assert trades["totals"]["rows"] == sum(d["rows"] for d in trades["days"]) > 0
+    assert trades["days"][0]["gap_from_previous_day_seconds"] is None
+    gap = trades["days"][1]["gap_from_previous_day_seconds"]
+    assert 0 < gap < 60
+    assert all(d["checks"] == {"schema": "SUCCEEDED", "positive_prices": "SUCCEEDED",
+                               "temporal_continuity": "SUCCEEDED"}
+               for t in cert["tables"].values() for d in t["days"])
+    summary = result.asset_materializations_for_node("binance__btc_usdt__certificate")[0]
+    assert "trades" in summary.metadata["summary"].value
+
+
+def test_refusal_names_every_gap(lake: Lake) -> None:
+    for table in TABLES:
+        lake.publish(table, DAYS[0])
+    assert lake.materialize(DAYS[0])
+    ready = next((lake.lake / "ready" / "book").rglob("data.parquet"))
+    ready.write_bytes(ready.read_bytes()[:-10] + b"0123456789")  # tampered after the fact
+    text = _failure_text(lake.certify())
+    for table in TABLES:
+        assert f"{table} 2024-01-02: not materialised" in text
+    assert "book 2024-01-01: ready file" in text and "changed" in text
+    assert "trades 2024-01-01" not in text
