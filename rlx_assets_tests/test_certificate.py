@@ -47,11 +47,14 @@ class Lake:
                               selection=[CERT])
 
     def requested(self) -> int:
+        return self.requested_for(CERT)
+
+    def requested_for(self, key: dg.AssetKey) -> int:
         result = dg.evaluate_automation_conditions(
             defs=self.defs, instance=self.instance,
-            asset_selection=dg.AssetSelection.assets(CERT), cursor=self.cursor)
+            asset_selection=dg.AssetSelection.assets(key), cursor=self.cursor)
         self.cursor = result.cursor
-        return result.get_num_requested(CERT)
+        return result.get_num_requested(key)
 
 
 @pytest.fixture
