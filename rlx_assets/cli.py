@@ -1,0 +1,149 @@
+"""`rlx-assets`: the demo backfill (the quick start's main job) and SQL over the catalog."""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import os
+import sys
+import time
+from pathlib import Path
+
+QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+def _demo_env(args: argparse.Namespace) -> tuple[dt.date, dt.date]:
+    """Point the settings at the demo lake and window unless the user chose otherwise."""
+    start = dt.date.fromisoformat(args.start)
+    end = start + dt.timedelta(days=args.days - 1)
+    os.environ.setdefault("CRYPTO_LAKE_SOURCE", str(Path(args.vendor_dir).absolute()))
+    os.environ.setdefault("RLX_LAKE_ROOT", str(Path(args.lake_root).absolute()))
+    os.environ["RLX_START_DATE"], os.environ["RLX_END_DATE"] = start.isoformat(), end.isoformat()
+    home = PROJECT_ROOT / "dagster_home"
+    if "DAGSTER_HOME" not in os.environ and (home / "dagster.yaml").is_file():
+        os.environ["DAGSTER_HOME"] = str(home)
+    return start, end
+
+
+def demo(args: argparse.Namespace) -> int:
+    start, end = _demo_env(args)
+    import dagster as dg
+
+    from rlx_assets.definitions import build_definitions
+    from rlx_assets.defs.catalog import CATALOG_KEY
+    from rlx_assets.defs.certificate import certificate_key
+    from rlx_assets.lib.certificate import window_days
+    from rlx_assets.lib.demo_data import Fault, write_day, write_demo_lake
+    from rlx_assets.lib.lake import Lake
+    from rlx_assets.lib.tables import TABLES
+    from rlx_assets.settings import Settings
+
+    settings = Settings.from_env()
+    days = window_days(start, end)
+    if settings.source.kind != "local":
+        print(f"CRYPTO_LAKE_SOURCE={settings.source} is not a local directory; the demo "
+              "generates its own vendor files, so unset it or point it at a directory.")
+        return 2
+    print(f"1/3 Writing demo vendor files for {len(days)} days to {settings.source.path} ...")
+    write_demo_lake(settings.source.path, settings.instruments, days)
+    if args.bad_day:
+        write_day(settings.source.path, "trades", settings.instruments[0], days[-1],
+                  fault=Fault.NEGATIVE_PRICE)
+
+    defs = build_definitions(settings)
+    instance = dg.DagsterInstance.get()
+    print(f"2/3 Backfilling {len(days)} days x {len(TABLES)} tables x "
+          f"{len(settings.instruments)} instrument(s) through Dagster "
+          f"(instance: {instance.root_directory}) ...")
+    outcomes: dict[tuple[str, str], dict[str, bool]] = {}
+    rows: dict[str, int] = {table: 0 for table in TABLES}
+    for instrument in settings.instruments:
+        keys = [dg.AssetKey([*instrument.key_prefix, t]) for t in TABLES]
+        for day in days:
+            started = time.perf_counter()
+            result = dg.materialize([defs.get_assets_def(k) for k in keys],
+                                    partition_key=day.isoformat(), instance=instance,
+                                    resources=defs.resources, raise_on_error=False,
+                                    run_config=QUIET)
+            for event in result.get_asset_check_evaluations():
+                outcomes.setdefault((str(instrument), day.isoformat()), {})[
+                    f"{event.asset_key.path[-1]}.{event.check_name}"] = event.passed
+            for key in keys:
+                for mat in result.asset_materializations_for_node("__".join(key.path)):
+                    rows[key.path[-1]] += int(mat.metadata["dagster/row_count"].value)
+            failed = [name for name, ok in outcomes.get((str(instrument), day.isoformat()),
+                                                          {}).items() if not ok]
+            verdict = "all checks passed" if result.success else (
+                "FAILED " + (", ".join(failed) if failed else "(see the run in the UI)"))
+            print(f"    {instrument} {day}: {verdict} ({time.perf_counter() - started:.1f} s)")
+
+    print("3/3 Certificate and DuckDB catalog ...")
+    lake = Lake.at(settings.lake_root)
+    cert_keys = [certificate_key(i) for i in settings.instruments]
+    cert = dg.materialize([defs.get_assets_def(k) for k in cert_keys] +
+                          [defs.get_assets_def(CATALOG_KEY)], instance=instance,
+                          resources=defs.resources, raise_on_error=False, run_config=QUIET)
+    print()
+    print(f"Days {start}..{end}; rows per table: "
+          + ", ".join(f"{t} {n:,}" for t, n in rows.items()))
+    passed = sum(ok for checks in outcomes.values() for ok in checks.values())
+    total = sum(len(checks) for checks in outcomes.values())
+    print(f"Checks: {passed} of {total} passed"
+          + ("" if passed == total else " (failed partitions are in quarantine/)"))
+    print(f"Lake: {lake.root} (raw/, ready/, quarantine/, certificates/)")
+    for instrument in settings.instruments:
+        path = lake.certificate_path(instrument, start, end)
+        print(f"Certificate: {path}" if path.exists() else
+              f"Certificate for {instrument}: refused (see the run's failure in the UI)")
+    print(f"SQL: rlx-assets sql --lake-root {lake.root} "
+          "\"select dt, count(*) from trades group by dt order by dt\"")
+    print(f"UI:  RLX_END_DATE={end} DAGSTER_HOME={os.environ.get('DAGSTER_HOME', '<home>')} "
+          ".venv/bin/dagster dev   (then open http://127.0.0.1:3000)")
+    return 0 if cert.success else 1
+
+
+def sql(args: argparse.Namespace) -> int:
+    """Run a read-only query against the catalog and print the result as a table."""
+    import duckdb
+
+    from rlx_assets.lib.lake import Lake
+    from rlx_assets.settings import Settings
+
+    path = Lake.at(args.lake_root or Settings.from_env().lake_root).catalog_path
+    if not path.is_file():
+        print(f"No catalog at {path}; run `rlx-assets demo` or materialise duckdb_catalog.")
+        return 2
+    with duckdb.connect(str(path), read_only=True) as conn:
+        try:
+            conn.sql(args.query).show(max_rows=args.max_rows)
+        except duckdb.Error as exc:
+            print(f"Query failed: {exc}")
+            return 1
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="rlx-assets", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("demo", help="generate demo vendor days, backfill them, certify them")
+    p.add_argument("--days", type=int, default=3, help="number of demo days (default 3)")
+    p.add_argument("--start", default="2024-01-01", help="first demo day (default 2024-01-01)")
+    p.add_argument("--vendor-dir", default="demo_lake", help="where demo vendor files go")
+    p.add_argument("--lake-root", default="data", help="RLX_LAKE_ROOT for the demo")
+    p.add_argument("--bad-day", action="store_true",
+                   help="make the last day's trades bad, to see a check fail and quarantine")
+    p.set_defaults(func=demo)
+    q = sub.add_parser("sql", help="query the DuckDB catalog over ready/ (read-only)")
+    q.add_argument("query", help='e.g. "select dt, count(*) from trades group by dt"')
+    q.add_argument("--lake-root", help="defaults to RLX_LAKE_ROOT (or ./data)")
+    q.add_argument("--max-rows", type=int, default=40)
+    q.set_defaults(func=sql)
+    args = parser.parse_args(argv)
+    if getattr(args, "days", 1) < 1:
+        parser.error("--days must be at least 1")
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
