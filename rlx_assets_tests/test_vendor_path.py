@@ -36,3 +36,35 @@ def test_lakeapi_source_writes_ready_with_vendor_row_count(vendor_bucket: Vendor
                              "received_time"]
     assert frame.schema["origin_time"] == pl.Datetime("ns", "UTC")
     assert not (tmp_path / ".lake_cache").exists()
+
+
+def test_dagster_cli_materialize_against_s3_endpoint(vendor_bucket: VendorBucket,
+                                                     tmp_path: Path) -> None:
+    """The issue's acceptance command, as a user types it, with CRYPTO_LAKE_SOURCE=lakeapi."""
+    import os
+    import subprocess
+    import sys
+
+    vendor_bucket.publish("trades", DAY)
+    lake = tmp_path / "lake"
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    env = {**os.environ, "CRYPTO_LAKE_SOURCE": "lakeapi", "RLX_LAKE_ROOT": str(lake),
+           "RLX_END_DATE": "2024-01-05", "DAGSTER_HOME": str(home)}
+    dagster = Path(sys.executable).with_name("dagster")
+    done = subprocess.run(
+        [str(dagster), "asset", "materialize", "-m", "rlx_assets.definitions",
+         "--select", "binance/btc_usdt/trades", "--partition", DAY.isoformat()],
+        env=env, cwd=tmp_path, capture_output=True, text=True, timeout=180,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    vendor_file = vendor_bucket.staging / "trades/exchange=BINANCE/symbol=BTC-USDT" \
+        / f"dt={DAY}/1.snappy.parquet"
+    ready = _zone(lake, "ready", "trades") / "data.parquet"
+    assert pq.ParquetFile(ready).metadata.num_rows == pq.ParquetFile(vendor_file).metadata.num_rows
+    assert (_zone(lake, "raw", "trades") / "1.snappy.parquet").read_bytes() == \
+        vendor_file.read_bytes()
+    assert not (tmp_path / ".lake_cache").exists()
+    for secret in ("fake-vendor-secret-do-not-log",):
+        assert secret not in done.stdout + done.stderr
