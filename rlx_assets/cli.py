@@ -9,7 +9,8 @@ import sys
 import time
 from pathlib import Path
 
-QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+# The demo prints its own summary; failures are explained there, not as tracebacks.
+QUIET = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -20,10 +21,15 @@ def _demo_env(args: argparse.Namespace) -> tuple[dt.date, dt.date]:
     os.environ.setdefault("CRYPTO_LAKE_SOURCE", str(Path(args.vendor_dir).absolute()))
     os.environ.setdefault("RLX_LAKE_ROOT", str(Path(args.lake_root).absolute()))
     os.environ["RLX_START_DATE"], os.environ["RLX_END_DATE"] = start.isoformat(), end.isoformat()
+    _default_home()
+    return start, end
+
+
+def _default_home() -> None:
+    """Use the project's dagster_home when DAGSTER_HOME is not set."""
     home = PROJECT_ROOT / "dagster_home"
     if "DAGSTER_HOME" not in os.environ and (home / "dagster.yaml").is_file():
         os.environ["DAGSTER_HOME"] = str(home)
-    return start, end
 
 
 def demo(args: argparse.Namespace) -> int:
@@ -94,8 +100,11 @@ def demo(args: argparse.Namespace) -> int:
     print(f"Lake: {lake.root} (raw/, ready/, quarantine/, certificates/)")
     for instrument in settings.instruments:
         path = lake.certificate_path(instrument, start, end)
-        print(f"Certificate: {path}" if path.exists() else
-              f"Certificate for {instrument}: refused (see the run's failure in the UI)")
+        if path.exists():
+            print(f"Certificate: {path}")
+    for event in cert.get_step_failure_events():
+        print(event.step_failure_data.user_failure_data.description
+              if event.step_failure_data.user_failure_data else event.step_failure_data.error)
     print(f"SQL: rlx-assets sql --lake-root {lake.root} "
           "\"select dt, count(*) from trades group by dt order by dt\"")
     print(f"UI:  RLX_END_DATE={end} DAGSTER_HOME={os.environ.get('DAGSTER_HOME', '<home>')} "
@@ -123,6 +132,34 @@ def sql(args: argparse.Namespace) -> int:
     return 0
 
 
+def status(args: argparse.Namespace) -> int:
+    """Print a calendar of partition states per instrument and table (or JSON)."""
+    import json
+
+    import dagster as dg
+
+    from rlx_assets.lib.status import LEGEND, calendar
+    from rlx_assets.settings import ConfigError, Settings
+    from rlx_assets.status import collect_states
+
+    _default_home()
+    try:
+        settings = Settings.from_env()
+    except ConfigError as exc:
+        print(exc)
+        return 2
+    states = collect_states(dg.DagsterInstance.get(), settings, args.table or None)
+    if args.json:
+        sys.stdout.write(json.dumps([{"instrument": s.instrument, "table": s.table,
+                           "day": s.day.isoformat(), "state": s.state,
+                           "failed_checks": list(s.failed_checks)} for s in states], indent=1)
+                         + "\n")
+        return 0
+    print(f"Window {settings.start_date}..{settings.window_end()}   {LEGEND}")
+    print("\n".join(calendar(states)))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="rlx-assets", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -139,6 +176,11 @@ def main(argv: list[str] | None = None) -> int:
     q.add_argument("--lake-root", help="defaults to RLX_LAKE_ROOT (or ./data)")
     q.add_argument("--max-rows", type=int, default=40)
     q.set_defaults(func=sql)
+    st = sub.add_parser("status", help="calendar of partition states from the instance and lake")
+    st.add_argument("--json", action="store_true", help="one JSON object per partition")
+    st.add_argument("--table", action="append", choices=["trades", "book", "book_delta_v2"],
+                    help="only these tables (repeatable)")
+    st.set_defaults(func=status)
     args = parser.parse_args(argv)
     if getattr(args, "days", 1) < 1:
         parser.error("--days must be at least 1")

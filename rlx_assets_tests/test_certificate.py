@@ -28,7 +28,8 @@ class Lake:
         self.vendor, self.lake = root / "vendor", root / "lake"
         self.env = {"CRYPTO_LAKE_SOURCE": str(self.vendor), "RLX_LAKE_ROOT": str(self.lake),
                     "RLX_START_DATE": "2024-01-01", "RLX_END_DATE": "2024-01-02"}
-        self.defs = build_definitions(settings_for(self.env))
+        self.defs_settings = settings_for(self.env)
+        self.defs = build_definitions(self.defs_settings)
         self.instance = dg.DagsterInstance.ephemeral()
         self.cursor = None
 

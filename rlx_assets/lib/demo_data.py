@@ -261,13 +261,7 @@ def write_demo_lake(
     days: list[dt.date],
     rows: dict[str, int] | None = None,
 ) -> list[Path]:
-    """Write every table for every instrument and day; skip days already written."""
+    """Write (or rewrite, clean) every table for every instrument and day."""
     rows = rows or DEMO_ROWS
-    out = []
-    for instrument in instruments:
-        for day in days:
-            for table in TABLES:
-                path = root / vendor_relpath(table, instrument, day)
-                out.append(path if path.exists() else write_day(root, table, instrument, day,
-                                                                rows[table]))
-    return out
+    return [write_day(root, table, instrument, day, rows[table])
+            for instrument in instruments for day in days for table in TABLES]

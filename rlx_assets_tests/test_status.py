@@ -1,0 +1,63 @@
+"""Issue 6: `rlx-assets status` states, from the instance and the lake."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+
+import pytest
+
+from rlx_assets.cli import main
+from rlx_assets.lib.demo_data import Fault
+from rlx_assets.lib.status import PartitionState, calendar, partition_state
+from rlx_assets.lib.tables import TABLES
+from rlx_assets.status import collect_states
+from rlx_assets_tests.test_certificate import DAYS, Lake
+
+OK = {"schema": "SUCCEEDED", "positive_prices": "SUCCEEDED", "temporal_continuity": "SUCCEEDED"}
+
+
+@pytest.mark.parametrize(("status", "checks", "ready", "quarantine", "expected"), [
+    ("MATERIALIZED", OK, True, False, "ready"),
+    ("MATERIALIZED", {**OK, "positive_prices": "FAILED"}, False, True, "quarantined"),
+    ("MATERIALIZED", {**OK, "schema": "FAILED"}, False, False, "failed_check"),
+    ("MATERIALIZED", OK, False, False, "missing"),  # ready file gone
+    ("FAILED", {}, False, False, "failed"),
+    ("IN_PROGRESS", OK, True, False, "in_progress"),
+    (None, {}, False, False, "missing"),
+])
+def test_partition_state(status, checks, ready, quarantine, expected) -> None:
+    assert partition_state(status, checks, ready, quarantine)[0] == expected
+
+
+def test_calendar_draws_one_glyph_per_day() -> None:
+    states = [PartitionState("BINANCE:BTC-USDT", "trades", dt.date(2024, 1, d), s)
+              for d, s in ((1, "ready"), (2, "quarantined"), (4, "missing"))]
+    lines = calendar(states)
+    assert lines[0] == "BINANCE:BTC-USDT trades: 1 ready, 1 quarantined, 1 missing"
+    assert lines[1] == "  2024-01  #Q ."
+
+
+def test_status_reads_instance_and_lake(tmp_path, monkeypatch, capsys) -> None:
+    lake = Lake(tmp_path)
+    for table in TABLES:
+        lake.publish(table, DAYS[0], Fault.NEGATIVE_PRICE if table == "trades" else None)
+    lake.materialize(DAYS[0])
+    lake.publish("trades", DAYS[1])
+    lake.materialize(DAYS[1], tables=("trades",))
+    states = {(s.table, s.day): s for s in collect_states(lake.instance, lake.defs_settings)}
+    assert states[("trades", DAYS[0])].state == "quarantined"
+    assert states[("trades", DAYS[0])].failed_checks == ("positive_prices",)
+    assert states[("trades", DAYS[1])].state == "ready"
+    assert states[("book", DAYS[0])].state == "ready"
+    assert states[("book", DAYS[1])].state == "missing"
+
+    for name, value in lake.env.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setattr("dagster.DagsterInstance.get", lambda: lake.instance)
+    assert main(["status", "--json", "--table", "trades"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert [(r["day"], r["state"]) for r in rows] == [("2024-01-01", "quarantined"),
+                                                       ("2024-01-02", "ready")]
+    assert main(["status"]) == 0
+    assert "2024-01  Q#" in capsys.readouterr().out
