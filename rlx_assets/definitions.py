@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import dagster as dg
-
 from dagster_duckdb import DuckDBResource
 
+from rlx_assets.defs.alerts import build_alert_sensors, slack_resource_from_env
 from rlx_assets.defs.assets import build_table_assets
 from rlx_assets.defs.catalog import build_catalog_asset
 from rlx_assets.defs.certificate import build_automation_sensor, build_certificate_assets
@@ -23,12 +23,16 @@ def build_definitions(settings: Settings) -> dg.Definitions:
             *build_certificate_assets(settings),
             build_catalog_asset(settings),
         ],
-        sensors=[build_automation_sensor(settings)],
+        sensors=[build_automation_sensor(settings), *build_alert_sensors()],
+        # One process per run: a partition run is one step, and a second Python process per
+        # step would double the start-up cost of every partition in a backfill.
+        executor=dg.in_process_executor,
         resources={
             "crypto_lake": CryptoLakeResource(source=str(settings.source),
                                               **credential_env_vars()),
             "lake": LakeResource(root=settings.lake_root),
             "duckdb": DuckDBResource(database=str(Lake.at(settings.lake_root).catalog_path)),
+            "slack": slack_resource_from_env(),
         },
     )
 

@@ -8,8 +8,13 @@ from pathlib import Path
 
 import boto3
 
-from rlx_assets.lib.demo_data import VENDOR_PREFIX, Fault, vendor_relpath, write_contents_index, \
-    write_day
+from rlx_assets.lib.demo_data import (
+    VENDOR_PREFIX,
+    Fault,
+    vendor_relpath,
+    write_contents_index,
+    write_day,
+)
 from rlx_assets.lib.instruments import Instrument
 
 BTC = Instrument("BINANCE", "BTC-USDT")

@@ -188,7 +188,8 @@ def apply_fault(chunk: pa.Table, table: str, fault: Fault, day: dt.date) -> pa.T
     if fault is Fault.UNSORTED:
         ts = chunk.column("timestamp").to_numpy().copy()
         ts[row], ts[-row] = ts[-row], ts[row]
-        return chunk.set_column(chunk.schema.get_field_index("timestamp"), "timestamp", pa.array(ts))
+        index = chunk.schema.get_field_index("timestamp")
+        return chunk.set_column(index, "timestamp", pa.array(ts))
     if fault is Fault.OUTSIDE_DAY:
         return _set(chunk, "timestamp", row, _day_start_ns(day) - 3_600 * 10**9)
     if fault is Fault.HOLE:

@@ -1,4 +1,4 @@
-"""One partition, end to end, without Dagster: vendor -> raw/ -> one pass -> ready/ or quarantine/."""
+"""One partition end to end, without Dagster: vendor, raw/, one pass, ready/ or quarantine/."""
 
 from __future__ import annotations
 

@@ -1,0 +1,213 @@
+"""Benchmark: the seed pipeline vs the physical floor vs this project, on one full-scale day.
+
+    .venv/bin/pip install -e '.[bench]'
+    .venv/bin/python benchmarks/pipeline_benchmark.py [--scale 1.0] [--workdir /tmp/rlx-bench]
+
+Generates a vendor day with the project's generator (2M trades, 864k book snapshots, 30M
+book_delta_v2 rows, about 1.2 GB of snappy parquet) and a day twice that size, then
+measures side by side, each in its own process (wall time and peak RSS from wait4):
+
+1. seed   - what the seed documents did: lakeapi-style load into pandas (rename,
+            to_datetime), save to staging parquet, validate with polars (columns, null
+            times, sortedness, gaps, positive prices and quantities);
+2. floor  - a byte copy of each vendor file plus one streaming decode pass (pyarrow);
+3. ours   - `dagster asset materialize` of the three partitions from a local vendor
+            directory: the whole command, and step time (first step start to last step
+            end, from Dagster's step stats);
+4. ours at 2x - the same on the doubled day: time should scale <= 2.1x, memory stay flat.
+
+Prints a table with ratios, writes benchmarks/results/latest.json and latest.png.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+TABLES = ("trades", "book", "book_delta_v2")
+DAY, DAY2X = dt.date(2024, 1, 2), dt.date(2024, 1, 3)
+
+SEED = textwrap.dedent('''
+    import sys, pandas as pd, polars as pl
+    vendor, staging, day = sys.argv[1], sys.argv[2], sys.argv[3]
+    for table in ("trades", "book", "book_delta_v2"):
+        path = f"{vendor}/{table}/exchange=BINANCE/symbol=BTC-USDT/dt={day}/1.snappy.parquet"
+        df = pd.read_parquet(path)
+        df = df.rename(columns={"timestamp": "origin_time", "receipt_timestamp": "received_time",
+                                "amount": "quantity", "id": "trade_id"})
+        df["origin_time"] = pd.to_datetime(df["origin_time"], unit="ns", utc=True)
+        df["received_time"] = pd.to_datetime(df["received_time"], unit="ns", utc=True)
+        out = f"{staging}/{table}.parquet"
+        df.to_parquet(out)
+        del df
+        frame = pl.read_parquet(out)
+        assert frame["origin_time"].null_count() == 0
+        assert frame["origin_time"].is_sorted()
+        gap = frame["origin_time"].diff().max()
+        prices = [c for c in frame.columns if c.endswith("price")]
+        sizes = [c for c in frame.columns if c.endswith("size") or c == "quantity"]
+        bad = frame.select(*(pl.col(c) <= 0 for c in prices + sizes)).sum()
+        del frame
+''')
+
+FLOOR = textwrap.dedent('''
+    import shutil, sys, pyarrow.parquet as pq
+    vendor, staging, day = sys.argv[1], sys.argv[2], sys.argv[3]
+    for table in ("trades", "book", "book_delta_v2"):
+        path = f"{vendor}/{table}/exchange=BINANCE/symbol=BTC-USDT/dt={day}/1.snappy.parquet"
+        shutil.copyfile(path, f"{staging}/{table}.copy")
+        for batch in pq.ParquetFile(path).iter_batches(batch_size=65536):
+            pass
+''')
+
+
+def measured(cmd: list[str], env: dict[str, str] | None = None) -> dict[str, float]:
+    """Run `cmd`; wall seconds and peak RSS (MB, the largest of it and its children)."""
+    started = time.perf_counter()
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    output = proc.stdout.read()
+    _, status, usage = os.wait4(proc.pid, 0)
+    wall = time.perf_counter() - started
+    if os.waitstatus_to_exitcode(status) != 0:
+        sys.stderr.write(output.decode()[-4000:])
+        raise SystemExit(f"{cmd[:3]} failed")
+    return {"seconds": round(wall, 2), "peak_rss_mb": round(usage.ru_maxrss / 1024, 1)}
+
+
+def generate(vendor: Path, day: dt.date, scale: float) -> int:
+    sys.path.insert(0, str(ROOT))
+    from rlx_assets.lib.demo_data import FULL_ROWS, write_day
+    from rlx_assets.lib.instruments import Instrument
+
+    total = 0
+    for table in TABLES:
+        path = write_day(vendor, table, Instrument("BINANCE", "BTC-USDT"), day,
+                         int(FULL_ROWS[table] * scale))
+        total += path.stat().st_size
+    return total
+
+
+def ours(work: Path, vendor: Path, day: dt.date) -> dict[str, float]:
+    home = work / f"dagster_home_{day}"
+    shutil.rmtree(home, ignore_errors=True)
+    home.mkdir(parents=True)
+    shutil.copy(ROOT / "dagster_home" / "dagster.yaml", home / "dagster.yaml")
+    env = {**os.environ, "DAGSTER_HOME": str(home), "CRYPTO_LAKE_SOURCE": str(vendor),
+           "RLX_LAKE_ROOT": str(work / f"lake_{day}"), "RLX_START_DATE": "2024-01-01",
+           "RLX_END_DATE": "2024-01-31"}
+    dagster = Path(sys.executable).with_name("dagster")
+    select = ",".join(f"binance/btc_usdt/{t}" for t in TABLES)
+    result = measured([str(dagster), "asset", "materialize", "-m", "rlx_assets.definitions",
+                       "--select", select, "--partition", day.isoformat()], env)
+    os.environ["DAGSTER_HOME"] = str(home)
+    import dagster as dg
+
+    instance = dg.DagsterInstance.get()
+    run = instance.get_runs(limit=1)[0]
+    stats = instance.get_run_step_stats(run.run_id)
+    result["step_seconds"] = round(max(s.end_time for s in stats)
+                                   - min(s.start_time for s in stats), 2)
+    result["step_seconds_sum"] = round(sum(s.end_time - s.start_time for s in stats), 2)
+    instance.dispose()
+    return result
+
+
+def chart(figures: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = ["seed", "floor", "ours (steps)", "ours (command)", "ours 2x (command)"]
+    secs = [figures["seed"]["seconds"], figures["floor"]["seconds"],
+            figures["ours"]["step_seconds"], figures["ours"]["seconds"],
+            figures["ours_2x"]["seconds"]]
+    rss = [figures["seed"]["peak_rss_mb"], figures["floor"]["peak_rss_mb"],
+           figures["ours"]["peak_rss_mb"], figures["ours"]["peak_rss_mb"],
+           figures["ours_2x"]["peak_rss_mb"]]
+    fig, (a, b) = plt.subplots(1, 2, figsize=(11, 4))
+    a.barh(names, secs, color="#4a7")
+    a.set_xlabel("seconds (one full-scale day, 3 tables)")
+    b.barh(names, rss, color="#47a")
+    b.set_xlabel("peak RSS, MB")
+    b.axvline(1024, color="red", linestyle="--", linewidth=1)
+    fig.suptitle(f"rlx_assets benchmark, {figures['machine']}")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--scale", type=float, default=1.0, help="1.0 = full-scale day")
+    parser.add_argument("--workdir", default="/tmp/rlx-bench")
+    parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results"))
+    args = parser.parse_args()
+    work = Path(args.workdir)
+    shutil.rmtree(work, ignore_errors=True)
+    vendor, staging = work / "vendor", work / "staging"
+    staging.mkdir(parents=True)
+    print(f"Generating a {args.scale:g}x day and a {2 * args.scale:g}x day in {vendor} ...")
+    size = generate(vendor, DAY, args.scale)
+    size2 = generate(vendor, DAY2X, 2 * args.scale)
+    py = sys.executable
+    figures: dict = {
+        "machine": f"{os.cpu_count()} cores, {platform.machine()}, Python "
+                   f"{platform.python_version()}",
+        "date": dt.date.today().isoformat(),
+        "vendor_bytes": size, "vendor_bytes_2x": size2,
+    }
+    print("seed pipeline ...")
+    figures["seed"] = measured([py, "-c", SEED, str(vendor), str(staging), str(DAY)])
+    print("floor ...")
+    figures["floor"] = measured([py, "-c", FLOOR, str(vendor), str(staging), str(DAY)])
+    print("ours ...")
+    figures["ours"] = ours(work, vendor, DAY)
+    print("ours at 2x ...")
+    figures["ours_2x"] = ours(work, vendor, DAY2X)
+    seed, floor, me, me2 = (figures[k] for k in ("seed", "floor", "ours", "ours_2x"))
+    ratios = {
+        "steps_vs_seed": me["step_seconds"] / seed["seconds"],
+        "steps_vs_floor": me["step_seconds"] / floor["seconds"],
+        "command_vs_seed": me["seconds"] / seed["seconds"],
+        "2x_time_ratio": me2["step_seconds"] / me["step_seconds"],
+        "2x_memory_ratio": me2["peak_rss_mb"] / me["peak_rss_mb"],
+    }
+    targets = {"steps_vs_seed": 0.25, "steps_vs_floor": 1.5, "command_vs_seed": 0.6,
+               "2x_time_ratio": 2.1, "2x_memory_ratio": 1.10}
+    figures["ratios"] = {k: round(v, 3) for k, v in ratios.items()}
+    figures["targets"] = targets
+    figures["peak_rss_target_mb"] = 1024
+    print()
+    print(f"{'':18}{'seconds':>10}{'peak RSS MB':>14}")
+    for name, row in (("seed", seed), ("floor", floor), ("ours: steps", me),
+                      ("ours: command", me), ("ours 2x: command", me2)):
+        secs = row["step_seconds"] if name == "ours: steps" else row["seconds"]
+        print(f"{name:18}{secs:>10.2f}{row['peak_rss_mb']:>14.0f}")
+    print()
+    for name, value in ratios.items():
+        verdict = "ok" if value <= targets[name] else "MISSED"
+        print(f"{name:18}{value:>8.3f}   target <= {targets[name]}   {verdict}")
+    rss_ok = max(me["peak_rss_mb"], me2["peak_rss_mb"]) <= 1024
+    print(f"{'peak RSS <= 1 GB':18}{max(me['peak_rss_mb'], me2['peak_rss_mb']):>8.0f}   "
+          f"{'ok' if rss_ok else 'MISSED'}")
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "latest.json").write_text(json.dumps(figures, indent=2) + "\n")
+    chart(figures, out / "latest.png")
+    print(f"\nWrote {out / 'latest.json'} and {out / 'latest.png'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
