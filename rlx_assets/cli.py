@@ -1,4 +1,4 @@
-"""`rlx-assets`: the demo backfill (the quick start's main job) and SQL over the catalog."""
+"""`rlx-assets`: the demo backfill (the quick start's main job), re-checks, status, SQL."""
 
 from __future__ import annotations
 
@@ -32,6 +32,42 @@ def _default_home() -> None:
         os.environ["DAGSTER_HOME"] = str(home)
 
 
+def backfill(defs, instance, settings, days: list[dt.date], tables: list[str],
+             from_raw: bool = False) -> tuple[dict, dict[str, int]]:
+    """Materialise `tables` for each day in-process (one run per instrument and day), with
+    the production assets and resources; print one line per run.
+
+    Returns ({(instrument, day): {"table.check": passed}}, {table: rows}).
+    """
+    import dagster as dg
+
+    outcomes: dict[tuple[str, str], dict[str, bool]] = {}
+    rows: dict[str, int] = {table: 0 for table in tables}
+    for instrument in settings.instruments:
+        keys = [dg.AssetKey([*instrument.key_prefix, t]) for t in tables]
+        ops = {"__".join(k.path): {"config": {"from_raw": from_raw}} for k in keys}
+        for day in days:
+            started = time.perf_counter()
+            result = dg.materialize([defs.get_assets_def(k) for k in keys],
+                                    partition_key=day.isoformat(), instance=instance,
+                                    resources=defs.resources, raise_on_error=False,
+                                    run_config={**QUIET, "ops": ops})
+            checks = outcomes.setdefault((str(instrument), day.isoformat()), {})
+            for event in result.get_asset_check_evaluations():
+                checks[f"{event.asset_key.path[-1]}.{event.check_name}"] = event.passed
+            for key in keys:
+                for mat in result.asset_materializations_for_node("__".join(key.path)):
+                    rows[key.path[-1]] += int(mat.metadata["dagster/row_count"].value)
+            failed = [name for name, ok in checks.items() if not ok]
+            errors = [e.step_failure_data.user_failure_data.description
+                      for e in result.get_step_failure_events()
+                      if e.step_failure_data.user_failure_data] if not failed else []
+            verdict = "all checks passed" if result.success else (
+                "FAILED " + ", ".join(failed or errors or ["(see the run in the UI)"]))
+            print(f"    {instrument} {day}: {verdict} ({time.perf_counter() - started:.1f} s)")
+    return outcomes, rows
+
+
 def demo(args: argparse.Namespace) -> int:
     start, end = _demo_env(args)
     import dagster as dg
@@ -62,27 +98,7 @@ def demo(args: argparse.Namespace) -> int:
     print(f"2/3 Backfilling {len(days)} days x {len(TABLES)} tables x "
           f"{len(settings.instruments)} instrument(s) through Dagster "
           f"(instance: {instance.root_directory}) ...")
-    outcomes: dict[tuple[str, str], dict[str, bool]] = {}
-    rows: dict[str, int] = {table: 0 for table in TABLES}
-    for instrument in settings.instruments:
-        keys = [dg.AssetKey([*instrument.key_prefix, t]) for t in TABLES]
-        for day in days:
-            started = time.perf_counter()
-            result = dg.materialize([defs.get_assets_def(k) for k in keys],
-                                    partition_key=day.isoformat(), instance=instance,
-                                    resources=defs.resources, raise_on_error=False,
-                                    run_config=QUIET)
-            for event in result.get_asset_check_evaluations():
-                outcomes.setdefault((str(instrument), day.isoformat()), {})[
-                    f"{event.asset_key.path[-1]}.{event.check_name}"] = event.passed
-            for key in keys:
-                for mat in result.asset_materializations_for_node("__".join(key.path)):
-                    rows[key.path[-1]] += int(mat.metadata["dagster/row_count"].value)
-            failed = [name for name, ok in outcomes.get((str(instrument), day.isoformat()),
-                                                          {}).items() if not ok]
-            verdict = "all checks passed" if result.success else (
-                "FAILED " + (", ".join(failed) if failed else "(see the run in the UI)"))
-            print(f"    {instrument} {day}: {verdict} ({time.perf_counter() - started:.1f} s)")
+    outcomes, rows = backfill(defs, instance, settings, days, list(TABLES))
 
     print("3/3 Certificate and DuckDB catalog ...")
     lake = Lake.at(settings.lake_root)
@@ -132,6 +148,28 @@ def sql(args: argparse.Namespace) -> int:
     return 0
 
 
+def recheck(args: argparse.Namespace) -> int:
+    """Re-run the pass and checks on stored raw/ copies (no vendor), e.g. after new thresholds."""
+    import dagster as dg
+
+    from rlx_assets.definitions import build_definitions
+    from rlx_assets.lib.certificate import window_days
+    from rlx_assets.settings import ConfigError, Settings
+
+    _default_home()
+    try:
+        settings = Settings.from_env()
+        days = window_days(dt.date.fromisoformat(args.start),
+                           dt.date.fromisoformat(args.end or args.start))
+    except (ConfigError, ValueError) as exc:
+        print(exc)
+        return 2
+    outcomes, _ = backfill(build_definitions(settings), dg.DagsterInstance.get(), settings,
+                           days, args.table or ["trades", "book", "book_delta_v2"],
+                           from_raw=True)
+    return 0 if all(all(c.values()) for c in outcomes.values()) else 1
+
+
 def status(args: argparse.Namespace) -> int:
     """Print a calendar of partition states per instrument and table (or JSON)."""
     import json
@@ -176,6 +214,12 @@ def main(argv: list[str] | None = None) -> int:
     q.add_argument("--lake-root", help="defaults to RLX_LAKE_ROOT (or ./data)")
     q.add_argument("--max-rows", type=int, default=40)
     q.set_defaults(func=sql)
+    r = sub.add_parser("recheck", help="re-run checks on stored raw/ data, no download")
+    r.add_argument("start", help="first day, YYYY-MM-DD")
+    r.add_argument("end", nargs="?", help="last day (default: the first)")
+    r.add_argument("--table", action="append", choices=["trades", "book", "book_delta_v2"],
+                   help="only these tables (repeatable)")
+    r.set_defaults(func=recheck)
     st = sub.add_parser("status", help="calendar of partition states from the instance and lake")
     st.add_argument("--json", action="store_true", help="one JSON object per partition")
     st.add_argument("--table", action="append", choices=["trades", "book", "book_delta_v2"],

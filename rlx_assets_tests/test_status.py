@@ -61,3 +61,39 @@ def test_status_reads_instance_and_lake(tmp_path, monkeypatch, capsys) -> None:
                                                        ("2024-01-02", "ready")]
     assert main(["status"]) == 0
     assert "2024-01  Q#" in capsys.readouterr().out
+
+
+def test_recheck_from_raw_after_threshold_change(tmp_path) -> None:
+    """Checks re-run on stored raw/ bytes, without the vendor, with results per partition."""
+    import shutil
+
+    import dagster as dg
+
+    from rlx_assets.definitions import build_definitions
+    from rlx_assets_tests.conftest import settings_for
+
+    lake = Lake(tmp_path)
+    lake.publish("trades", DAYS[0])
+    assert lake.materialize(DAYS[0], tables=("trades",))
+    shutil.rmtree(lake.vendor)  # the vendor is gone: only raw/ remains
+
+    strict = build_definitions(settings_for({**lake.env, "RLX_MAX_GAP_SECONDS": "trades=1"}))
+    key = dg.AssetKey(["binance", "btc_usdt", "trades"])
+    result = dg.materialize(
+        [strict.get_assets_def(key)], partition_key=DAYS[0].isoformat(),
+        instance=lake.instance, resources=strict.resources, raise_on_error=False,
+        run_config={"ops": {"binance__btc_usdt__trades": {"config": {"from_raw": True}}}})
+    assert not result.success
+    info = lake.instance.event_log_storage.get_asset_check_partition_info(
+        [dg.AssetCheckKey(key, "temporal_continuity")])
+    assert [(i.partition_key, i.latest_execution_status.value) for i in info] == [
+        ("2024-01-01", "FAILED")]
+    assert (lake.lake / "quarantine" / "trades").exists()
+    assert not list((lake.lake / "ready" / "trades").rglob("*.parquet"))
+
+    missing = dg.materialize(
+        [strict.get_assets_def(key)], partition_key=DAYS[1].isoformat(),
+        instance=lake.instance, resources=strict.resources, raise_on_error=False,
+        run_config={"ops": {"binance__btc_usdt__trades": {"config": {"from_raw": True}}}})
+    text = str(missing.get_step_failure_events()[0].step_failure_data.user_failure_data)
+    assert "No raw copy of trades BINANCE:BTC-USDT 2024-01-02" in text

@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 import dagster as dg
+from pydantic import Field
 
 from rlx_assets.defs.resources import CryptoLakeResource, LakeResource
 from rlx_assets.lib.checks import BLOCKING_CHECKS, CHECK_DESCRIPTIONS
@@ -92,6 +93,14 @@ def check_results(result: PartitionResult) -> list[dg.AssetCheckResult]:
     ]
 
 
+class TableConfig(dg.Config):
+    from_raw: bool = Field(
+        default=False,
+        description="Re-run the pass and the checks on the raw copy already in the lake, "
+                    "without contacting the vendor (after changing thresholds, say).",
+    )
+
+
 def build_table_asset(
     instrument: Instrument,
     spec: TableSpec,
@@ -130,15 +139,17 @@ def build_table_asset(
     )
     def _table(
         context: dg.AssetExecutionContext,
+        config: TableConfig,
         crypto_lake: CryptoLakeResource,
         lake: LakeResource,
     ) -> dg.MaterializeResult:
         day = dt.date.fromisoformat(context.partition_key)
         with vendor_failures():
             result = ingest_partition(
-                crypto_lake.vendor(), lake.lake(), spec, instrument, day,
-                crypto_lake.backoff(), max_gap, previous_last_time(context, day),
-                log=context.log.info,
+                None if config.from_raw else crypto_lake.vendor(), lake.lake(), spec,
+                instrument, day, crypto_lake.backoff(), max_gap,
+                previous_last_time(context, day), log=context.log.info,
+                from_raw=config.from_raw,
             )
         verdict = "passed" if result.passed else "FAILED: " + ", ".join(
             o.name for o in result.outcomes if not o.passed)

@@ -10,11 +10,19 @@ from pathlib import Path
 
 from rlx_assets.lib.checks import CheckOutcome, evaluate
 from rlx_assets.lib.instruments import Instrument
-from rlx_assets.lib.lake import Lake
+from rlx_assets.lib.lake import RAW, Lake
 from rlx_assets.lib.retry import Backoff
 from rlx_assets.lib.scan import DayScan, UnreadableVendorFile, scan_day
 from rlx_assets.lib.tables import TableSpec
-from rlx_assets.lib.vendor import Download, VendorObject, VendorSource, download, sha256_file
+from rlx_assets.lib.vendor import (
+    Download,
+    VendorError,
+    VendorFileMissing,
+    VendorObject,
+    VendorSource,
+    download,
+    sha256_file,
+)
 
 Log = Callable[[str], None]
 
@@ -60,6 +68,26 @@ def fetch_raw(
     return got
 
 
+def stored_raw(lake: Lake, table: str, instrument: Instrument, day: dt.date) -> tuple[
+        VendorObject, Download]:
+    """The raw copy already in the lake, verified against its manifest (no vendor call)."""
+    folder = lake.partition_dir(RAW, table, instrument, day)
+    manifests = sorted(folder.glob("*.parquet.json")) if folder.is_dir() else []
+    known = lake.read_json(manifests[-1]) if manifests else None
+    path = manifests[-1].with_suffix("") if manifests else folder
+    if not known or not path.is_file():
+        raise VendorFileMissing(
+            f"No raw copy of {table} {instrument} {day} in {folder}; materialise it from the "
+            "vendor first (without from_raw)."
+        )
+    if sha256_file(path) != known["sha256"]:
+        raise VendorError(f"The raw copy {path} no longer matches the sha256 recorded when it "
+                          "was downloaded; materialise it from the vendor (without from_raw).")
+    obj = VendorObject(table, instrument, day, known["location"], known["size"],
+                       known["version"])
+    return obj, Download(path, known["size"], known["sha256"], 0.0, 0, reused=True)
+
+
 def forget_raw(raw: Download) -> None:
     """Drop raw bytes that turned out unreadable, so that a retry downloads them again."""
     raw.path.unlink(missing_ok=True)
@@ -67,7 +95,7 @@ def forget_raw(raw: Download) -> None:
 
 
 def ingest_partition(
-    source: VendorSource,
+    source: VendorSource | None,
     lake: Lake,
     spec: TableSpec,
     instrument: Instrument,
@@ -76,10 +104,16 @@ def ingest_partition(
     max_gap_seconds: float,
     previous_last_time: int | None = None,
     log: Log = lambda _m: None,
+    from_raw: bool = False,
 ) -> PartitionResult:
+    """`from_raw` re-runs the pass and checks on the stored raw copy without the vendor."""
     started = time.perf_counter()
-    obj = source.locate(spec.name, instrument, day)
-    raw = fetch_raw(source, obj, lake, backoff, log)
+    if from_raw:
+        obj, raw = stored_raw(lake, spec.name, instrument, day)
+        log(f"Re-checking the stored raw copy {raw.path.name} (vendor not contacted).")
+    else:
+        obj = source.locate(spec.name, instrument, day)
+        raw = fetch_raw(source, obj, lake, backoff, log)
     for stale in lake.clear_staging(spec.name, instrument, day):
         log(f"Removed {stale.name} left in _staging/ by an earlier, interrupted attempt.")
     staged = lake.staging_file(spec.name, instrument, day)
