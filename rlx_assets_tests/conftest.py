@@ -69,3 +69,8 @@ def materialize_day(
         instance=instance or dg.DagsterInstance.ephemeral(),
         raise_on_error=False,
     )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "e2e: starts a Dagster webserver and daemon on 127.0.0.1")
