@@ -7,6 +7,7 @@ resources receive them through Dagster's `EnvVar` when a run starts.
 from __future__ import annotations
 
 import datetime as dt
+import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -76,16 +77,18 @@ def _date(env: Mapping[str, str], name: str, default: str | None) -> dt.date | N
         raise ConfigError(f"{name}={text!r} is not a date; use YYYY-MM-DD.") from None
 
 
-def _number(env: Mapping[str, str], name: str, default: float) -> float:
+def _number(env: Mapping[str, str], name: str, default: float, integer: bool = False) -> float:
     text = env.get(name, "").strip()
     if not text:
         return default
     try:
         value = float(text)
-        if value < 0:
+        # nan and inf would pass `value < 0` and then crash int() or disable a limit.
+        if not math.isfinite(value) or value < 0 or (integer and not value.is_integer()):
             raise ValueError
     except ValueError:
-        raise ConfigError(f"{name}={text!r} is not a non-negative number.") from None
+        kind = "a non-negative whole number" if integer else "a non-negative number"
+        raise ConfigError(f"{name}={text!r} is not {kind}.") from None
     return value
 
 
@@ -97,7 +100,7 @@ def _max_gaps(text: str, instruments: list[Instrument]) -> dict[tuple[str, str],
         scope, _, table = target.rpartition("/")
         try:
             value = float(seconds)
-            if table not in TABLES or value <= 0:
+            if table not in TABLES or not math.isfinite(value) or value <= 0:
                 raise ValueError
             instrument = str(Instrument.parse(scope)) if scope else "*"
         except (ValueError, InstrumentError):
@@ -141,10 +144,10 @@ class Settings:
         lake_root = env.get("RLX_LAKE_ROOT", "").strip() or DEFAULT_LAKE_ROOT
         return cls(source, lake_root, instruments, start, end,
                    _max_gaps(env.get("RLX_MAX_GAP_SECONDS", ""), instruments),
-                   step_retries=int(_number(env, "RLX_STEP_RETRIES", 3)),
+                   step_retries=int(_number(env, "RLX_STEP_RETRIES", 3, integer=True)),
                    retry_delay_seconds=_number(env, "RLX_RETRY_DELAY_SECONDS", 10.0),
                    automation_interval_seconds=int(
-                       _number(env, "RLX_AUTOMATION_INTERVAL_SECONDS", 30)))
+                       _number(env, "RLX_AUTOMATION_INTERVAL_SECONDS", 30, integer=True)))
 
     def max_gap_seconds(self, instrument: Instrument, table: str) -> float:
         for scope in (str(instrument), "*"):

@@ -54,12 +54,16 @@ def check_positive_prices(scan: DayScan) -> CheckOutcome:
     rows = _evidence(scan.problems_of(POSITIVE_PRICES))
     unevaluable = scan.unevaluable.get(POSITIVE_PRICES, [])
     parts = [f"{label} ({e['rows']} rows)" for label, e in rows.items()]
+    passed_text = "every price and size positive"
     if unevaluable:
-        parts.append(f"cannot evaluate missing or non-numeric columns {unevaluable}")
+        # A missing or mistyped column is the schema check's failure (contract: missing
+        # column, wrong dtype -> schema); it still blocks the partition from there.
+        passed_text = (f"every evaluable price and size positive; {unevaluable} not evaluated "
+                       "(missing or not numeric, reported by the schema check)")
     return CheckOutcome(
         POSITIVE_PRICES,
         passed=not parts,
-        description=_summary(parts, "every price and size positive"),
+        description=_summary(parts, passed_text),
         metadata={"offending_rows": rows,
                   "offending_row_count": sum(e["rows"] for e in rows.values()),
                   "unevaluable_columns": unevaluable},
@@ -72,8 +76,12 @@ def check_temporal_continuity(
     """`previous_last_time` (ns) is the last origin_time of the day before, if known."""
     parts: list[str] = []
     meta: dict[str, object] = {"max_gap_seconds_threshold": max_gap_seconds, "rows": scan.rows}
+    passed_text = "sorted, inside the day, no hole over the threshold"
     if not scan.has_times:
-        parts.append("origin_time is missing or not a UTC nanosecond time")
+        # Reported by the schema check (missing column / wrong dtype), which blocks the data.
+        passed_text = ("not evaluated: origin_time is missing or not a UTC nanosecond time "
+                       "(reported by the schema check)")
+        meta["not_evaluated"] = True
     elif scan.first_time is None:
         parts.append("the day has no rows")
     else:
@@ -102,7 +110,10 @@ def check_temporal_continuity(
                          f"{scan.unsorted.first_times[0]}")
         if scan.sequence_decreases:
             parts.append(f"sequence_number goes backwards {scan.sequence_decreases} times")
-        if largest > max_gap_seconds:
+        # Steps are measured in file order: once times go backwards, a forward jump is not a
+        # hole in the data (a swapped row makes a day-long "hole"), so say so only when sorted.
+        meta["largest_gap_is_in_file_order_only"] = bool(scan.unsorted.rows)
+        if largest > max_gap_seconds and not scan.unsorted.rows:
             parts.append(f"a {largest:,.0f} s hole after {gap_after} exceeds "
                          f"{max_gap_seconds:,.0f} s")
         for where, hole in (("start", start_hole), ("end", end_hole)):
@@ -112,7 +123,7 @@ def check_temporal_continuity(
     return CheckOutcome(
         TEMPORAL_CONTINUITY,
         passed=not parts,
-        description=_summary(parts, "sorted, inside the day, no hole over the threshold"),
+        description=_summary(parts, passed_text),
         metadata=meta,
     )
 

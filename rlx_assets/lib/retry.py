@@ -29,12 +29,13 @@ class Backoff:
         on_retry: Callable[[int, BaseException, float], None] = lambda *_: None,
         sleep: Callable[[float], None] = time.sleep,
     ) -> T:
-        """Call `fn`; retry transient failures up to `attempts` calls in all."""
-        for attempt in range(1, self.attempts + 1):
+        """Call `fn`; retry transient failures up to `attempts` calls in all (at least one)."""
+        last = max(1, self.attempts)  # attempts=0 used to end in "unreachable" without a call
+        for attempt in range(1, last + 1):
             try:
                 return fn()
             except Exception as exc:
-                if attempt == self.attempts or not is_transient(exc):
+                if attempt == last or not is_transient(exc):
                     raise
                 wait = self.delay(attempt)
                 on_retry(attempt, exc, wait)

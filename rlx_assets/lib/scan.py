@@ -62,11 +62,13 @@ def price_problems(table: str, schema: pl.Schema) -> tuple[dict[str, pl.Expr], l
     Trades need price > 0 and quantity > 0; deltas price > 0 and size >= 0 (0 removes a
     level); book levels need price > 0 and size > 0 wherever a level is present, and the
     top level of each side must be present. Also returns the columns that could not be
-    evaluated (missing or not numeric): the check fails on those rather than guessing.
+    evaluated (missing or not numeric): they are not guessed at; the schema check fails
+    on them (contract: missing column, wrong dtype -> schema), and the metadata lists them.
     """
     def needs_positive(col: str, allow_zero: bool = False) -> pl.Expr:
         value = pl.col(col).cast(pl.Float64)
-        return value.is_null() | (value < 0 if allow_zero else value <= 0)
+        # polars orders NaN above every number, so `NaN <= 0` is false: test NaN explicitly.
+        return value.is_null() | value.is_nan() | (value < 0 if allow_zero else value <= 0)
 
     exprs: dict[str, pl.Expr] = {}
     missing: list[str] = []
@@ -79,9 +81,8 @@ def price_problems(table: str, schema: pl.Schema) -> tuple[dict[str, pl.Expr], l
                     missing += [c for c in (price, size) if not _numeric(schema, c)]
                     continue
                 p, s = pl.col(price).cast(pl.Float64), pl.col(size).cast(pl.Float64)
-                bad = (p.is_not_null() & ((p <= 0) | s.is_null() | (s <= 0))) | (
-                    p.is_null() & s.is_not_null()
-                )
+                bad = (p.is_not_null() & ((p <= 0) | p.is_nan() | s.is_null() | (s <= 0)
+                                          | s.is_nan())) | (p.is_null() & s.is_not_null())
                 if i == 0:  # the top of the book must always be there
                     bad = bad | p.is_null()
                 level_exprs.append(bad)

@@ -158,6 +158,22 @@ def _clear_lakeapi_listing_cache(lakeapi) -> None:
     lakeapi.main.cache.clear()
 
 
+def _forget_failed_contents_listing(lakeapi, bucket_path: str, table: str) -> None:
+    """Drop a failed `contents.json.gz` fetch that lakeapi cached (as None, for an hour).
+
+    Meanwhile lakeapi would list the bucket instead, which vendor keys without s3:ListBucket
+    may not do: one transient error would turn into "access denied" for every partition.
+    The key is lakeapi 0.22's `_get_table_contents_cache_key` cache key.
+    """
+    key = f"bucket={bucket_path[:7]}-table={table}"
+    cache = lakeapi.main.contents_cache
+    try:
+        if cache[key] is None:
+            del cache[key]
+    except KeyError:
+        pass
+
+
 @dataclass
 class S3Source:
     """An S3 bucket in the vendor layout: Crypto Lake itself, its sample bucket, or a mirror.
@@ -185,7 +201,9 @@ class S3Source:
         from botocore.config import Config
 
         config = Config(
-            retries={"mode": "standard", "max_attempts": self.max_attempts},
+            # botocore's `max_attempts` counts retries (N + 1 requests); `total_max_attempts`
+            # counts requests, which is what our `max_attempts` means.
+            retries={"mode": "standard", "total_max_attempts": max(1, self.max_attempts)},
             connect_timeout=10,
             read_timeout=60,
             signature_version=botocore.UNSIGNED if self.anonymous else None,
@@ -198,10 +216,17 @@ class S3Source:
     def locate(self, table: str, instrument: Instrument, day: dt.date) -> VendorObject:
         with translate_errors(self.description):
             # A cached lakeapi listing may be stale either way (a new day not in it, or a
-            # key that is gone): on a miss, list again from scratch before giving up.
+            # key that is gone), or broken (see `_forget_failed_contents_listing`): on a miss
+            # or an error, list again from scratch before giving up.
             for fresh in (False, True) if self.listing == "lakeapi" else (True,):
-                keys = (self._lakeapi_keys(table, instrument, day, fresh)
-                        if self.listing == "lakeapi" else self._listed_keys(table, instrument, day))
+                try:
+                    keys = (self._lakeapi_keys(table, instrument, day, fresh)
+                            if self.listing == "lakeapi"
+                            else self._listed_keys(table, instrument, day))
+                except Exception:
+                    if fresh:
+                        raise
+                    continue
                 if len(keys) > 1:
                     raise VendorError(f"Expected one vendor file for {table} {instrument} {day} "
                                       f"in {self.description}, found {len(keys)}: {keys}.")
@@ -250,6 +275,8 @@ class S3Source:
             if fresh:
                 raise
             return []  # a cached listing of another bucket: list again
+        finally:
+            _forget_failed_contents_listing(lakeapi, bucket_path, table)
         return [self._key(day_prefix(table, instrument, day) + f["filename"]) for f in found]
 
     @contextmanager
@@ -292,12 +319,14 @@ def translate_errors(where: str) -> Iterator[None]:
                 "right and that your subscription covers this table and instrument."
             ) from exc
         if code in _TRANSIENT_CODES or status.startswith("5"):
-            raise TransientVendorError(f"{where} answered {code} ({status}); retrying.") from exc
+            # No "retrying" here: the same text ends the final failure after the last retry.
+            raise TransientVendorError(f"{where} answered {code} (HTTP {status}), a temporary "
+                                       "fault") from exc
         raise
     except (bx.EndpointConnectionError, bx.ConnectionClosedError, bx.ReadTimeoutError,
             bx.ConnectTimeoutError, bx.ResponseStreamingError, bx.IncompleteReadError,
             http.client.IncompleteRead, ConnectionError, TimeoutError) as exc:
-        raise TransientVendorError(f"{where} connection failed ({exc}); retrying.") from exc
+        raise TransientVendorError(f"{where} connection failed ({exc})") from exc
 
 
 @dataclass(frozen=True)
@@ -354,7 +383,7 @@ def download(
         part.unlink(missing_ok=True)
         if isinstance(exc, TransientVendorError):
             raise TransientVendorError(
-                f"Download of {obj.location} failed after {attempts} attempts: {exc}"
+                f"Download of {obj.location} failed after {attempts} attempts; the last: {exc}."
             ) from exc
         raise
     os.replace(part, dest)
