@@ -13,8 +13,14 @@ fi
 if [ ! -x .venv/bin/python ]; then
   "$PYTHON" -m venv .venv
 fi
-.venv/bin/python -m pip install --quiet --disable-pip-version-check --upgrade pip
-.venv/bin/python -m pip install --quiet --disable-pip-version-check -e '.[dev]'
+# Install quietly; show pip's output only if it fails.
+if ! { .venv/bin/python -m pip install --disable-pip-version-check --upgrade pip &&
+       .venv/bin/python -m pip install --disable-pip-version-check -e '.[dev]'; } \
+     > .venv/install.log 2>&1; then
+  cat .venv/install.log >&2
+  echo "Installing the dependencies failed; the log above says why (.venv/install.log)." >&2
+  exit 1
+fi
 
 command=${1:-}
 shift || true
