@@ -10,7 +10,12 @@ import dagster as dg
 from pydantic import Field
 
 from rlx_assets.defs.resources import CryptoLakeResource, LakeResource
-from rlx_assets.lib.checks import BLOCKING_CHECKS, CHECK_DESCRIPTIONS
+from rlx_assets.lib.checks import (
+    BLOCKING_CHECKS,
+    CHECK_DESCRIPTIONS,
+    TRAILING_DAYS,
+    WARNING_CHECKS,
+)
 from rlx_assets.lib.ingest import PartitionResult, ingest_partition
 from rlx_assets.lib.instruments import Instrument
 from rlx_assets.lib.lake import LakeError
@@ -42,16 +47,21 @@ def vendor_failures() -> Iterator[None]:
         raise dg.Failure(description=str(exc), allow_retries=False) from None
 
 
-def previous_last_time(context: dg.AssetExecutionContext, day: dt.date) -> int | None:
-    """Last origin_time (ns) of the day before, from its metadata: no re-read of its data."""
-    previous = (day - dt.timedelta(days=1)).isoformat()
-    records = context.instance.fetch_materializations(
-        dg.AssetRecordsFilter(asset_key=context.asset_key, asset_partitions=[previous]), limit=1
-    ).records
-    if not records or records[0].asset_materialization is None:
-        return None
-    value = records[0].asset_materialization.metadata.get("last_origin_time_ns")
-    return int(value.value) if value is not None and value.value is not None else None
+def earlier_days(context: dg.AssetExecutionContext, day: dt.date) -> tuple[int | None, list[int]]:
+    """From the metadata of the days before (no re-read of their data): the last origin_time
+    (ns) of the day before, and the row counts of the ready days among the trailing ones."""
+    wanted = [(day - dt.timedelta(days=i)).isoformat() for i in range(1, TRAILING_DAYS + 1)]
+    latest: dict[str, dict] = {}
+    for record in context.instance.fetch_materializations(
+            dg.AssetRecordsFilter(asset_key=context.asset_key, asset_partitions=wanted),
+            limit=TRAILING_DAYS * 4).records:
+        event = record.asset_materialization
+        if event is not None and event.partition not in latest:
+            latest[event.partition] = {k: v.value for k, v in event.metadata.items()}
+    previous = latest.get(wanted[0], {}).get("last_origin_time_ns")
+    rows = [int(m["dagster/row_count"]) for m in latest.values()
+            if m.get("zone") == "ready" and "dagster/row_count" in m]
+    return (int(previous) if previous is not None else None), rows
 
 
 def partition_metadata(result: PartitionResult) -> dict[str, object]:
@@ -85,7 +95,7 @@ def check_results(result: PartitionResult) -> list[dg.AssetCheckResult]:
         dg.AssetCheckResult(
             check_name=o.name,
             passed=o.passed,
-            severity=dg.AssetCheckSeverity.ERROR,
+            severity=dg.AssetCheckSeverity.ERROR if o.blocking else dg.AssetCheckSeverity.WARN,
             description=o.description,
             metadata=o.metadata,
         )
@@ -114,9 +124,9 @@ def build_table_asset(
         # per-partition results are what the certificate and the UI read).
         warnings.simplefilter("ignore", dg.PreviewWarning)
         check_specs = [
-            dg.AssetCheckSpec(name, asset=key, blocking=True, partitions_def=partitions,
-                              description=CHECK_DESCRIPTIONS[name])
-            for name in BLOCKING_CHECKS
+            dg.AssetCheckSpec(name, asset=key, blocking=name in BLOCKING_CHECKS,
+                              partitions_def=partitions, description=CHECK_DESCRIPTIONS[name])
+            for name in (*BLOCKING_CHECKS, *WARNING_CHECKS[spec.name])
         ]
 
     @dg.asset(
@@ -144,15 +154,18 @@ def build_table_asset(
         lake: LakeResource,
     ) -> dg.MaterializeResult:
         day = dt.date.fromisoformat(context.partition_key)
+        previous_last, trailing_rows = earlier_days(context, day)
         with vendor_failures():
             result = ingest_partition(
                 None if config.from_raw else crypto_lake.vendor(), lake.lake(), spec,
-                instrument, day, crypto_lake.backoff(), max_gap,
-                previous_last_time(context, day), log=context.log.info,
-                from_raw=config.from_raw,
+                instrument, day, crypto_lake.backoff(), max_gap, previous_last,
+                log=context.log.info, from_raw=config.from_raw, trailing_rows=trailing_rows,
             )
         verdict = "passed" if result.passed else "FAILED: " + ", ".join(
-            o.name for o in result.outcomes if not o.passed)
+            o.name for o in result.outcomes if o.blocking and not o.passed)
+        warnings_ = [o.name for o in result.outcomes if not o.blocking and not o.passed]
+        if warnings_:
+            verdict += f" (warnings: {', '.join(warnings_)})"
         context.log.info(f"{spec.name} {instrument} {day}: {result.scan.rows:,} rows, checks "
                          f"{verdict}; written to {result.path}.")
         return dg.MaterializeResult(metadata=partition_metadata(result),

@@ -8,6 +8,15 @@ from rlx_assets.lib.scan import DayScan, Problem, format_ns
 
 SCHEMA, POSITIVE_PRICES, TEMPORAL_CONTINUITY = "schema", "positive_prices", "temporal_continuity"
 BLOCKING_CHECKS = (SCHEMA, POSITIVE_PRICES, TEMPORAL_CONTINUITY)
+# WARN-level checks per table: they help researchers and never block a partition.
+ROW_COUNT = "row_count"
+WARNING_CHECKS = {
+    "trades": ("trade_ids", "price_jumps", ROW_COUNT),
+    "book": ("crossed_book", ROW_COUNT),
+    "book_delta_v2": (ROW_COUNT,),
+}
+ROW_COUNT_BAND = (0.5, 2.0)  # of the median of the trailing days
+TRAILING_DAYS = 7
 CHECK_DESCRIPTIONS = {
     SCHEMA: "Exact normalised column set and dtypes, required columns non-null, side in "
             "{buy, sell} (pandera model per table).",
@@ -15,6 +24,11 @@ CHECK_DESCRIPTIONS = {
                      "level); a missing required price fails too.",
     TEMPORAL_CONTINUITY: "origin_time inside the UTC day and non-decreasing (sequence_number "
                          "too), no hole longer than the table's threshold, at least one row.",
+    "trade_ids": "WARN: trade_id strictly increasing (no duplicate or out-of-order ids).",
+    "price_jumps": "WARN: no trade-to-trade price move above 5 %.",
+    "crossed_book": "WARN: best bid below best ask in every snapshot.",
+    ROW_COUNT: f"WARN: row count within {ROW_COUNT_BAND[0]:g}x-{ROW_COUNT_BAND[1]:g}x of the "
+               f"median of the {TRAILING_DAYS} days before.",
 }
 
 
@@ -24,6 +38,7 @@ class CheckOutcome:
     passed: bool
     description: str
     metadata: dict[str, object] = field(default_factory=dict)
+    blocking: bool = True  # False: a WARN-level check that informs but never blocks
 
 
 def _evidence(problems: dict[str, Problem]) -> dict[str, object]:
@@ -128,12 +143,49 @@ def check_temporal_continuity(
     )
 
 
+def check_rows_against_trailing(scan: DayScan, trailing_rows: list[int]) -> CheckOutcome:
+    history = sorted(trailing_rows)
+    meta: dict[str, object] = {"rows": scan.rows, "trailing_days": len(history)}
+    if not history:
+        return CheckOutcome(ROW_COUNT, True, "no earlier days to compare with yet", meta,
+                            blocking=False)
+    median = history[len(history) // 2] if len(history) % 2 else \
+        (history[len(history) // 2 - 1] + history[len(history) // 2]) / 2
+    low, high = (factor * median for factor in ROW_COUNT_BAND)
+    meta.update({"trailing_median": median, "allowed_min": low, "allowed_max": high})
+    passed = low <= scan.rows <= high
+    text = (f"{scan.rows:,} rows, {scan.rows / median:.2f}x the median of the "
+            f"{len(history)} days before ({median:,.0f})") if median else \
+        f"{scan.rows:,} rows; the days before had none"
+    return CheckOutcome(ROW_COUNT, passed, text, meta, blocking=False)
+
+
+def check_warnings(scan: DayScan, trailing_rows: list[int]) -> list[CheckOutcome]:
+    """The table's WARN-level checks, from the same pass."""
+    out = []
+    for name in WARNING_CHECKS[scan.table]:
+        if name == ROW_COUNT:
+            out.append(check_rows_against_trailing(scan, trailing_rows))
+            continue
+        rows = _evidence(scan.problems_of(name))
+        parts = [f"{label} ({e['rows']} rows)" for label, e in rows.items()]
+        out.append(CheckOutcome(name, not parts, _summary(parts, "none found"),
+                                {"offending_rows": rows,
+                                 "offending_row_count": sum(e["rows"] for e in rows.values())},
+                                blocking=False))
+    return out
+
+
 def evaluate(
-    scan: DayScan, max_gap_seconds: float, previous_last_time: int | None = None
+    scan: DayScan,
+    max_gap_seconds: float,
+    previous_last_time: int | None = None,
+    trailing_rows: list[int] | None = None,
 ) -> list[CheckOutcome]:
-    """The three blocking checks for one partition, in contract order."""
+    """The three blocking checks for one partition, in contract order, then the WARN ones."""
     return [
         check_schema(scan),
         check_positive_prices(scan),
         check_temporal_continuity(scan, max_gap_seconds, previous_last_time),
+        *check_warnings(scan, trailing_rows or []),
     ]

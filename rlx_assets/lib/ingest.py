@@ -40,7 +40,8 @@ class PartitionResult:
 
     @property
     def passed(self) -> bool:
-        return all(o.passed for o in self.outcomes)
+        """Every blocking check passed (WARN-level checks never block)."""
+        return all(o.passed for o in self.outcomes if o.blocking)
 
 
 def _manifest(raw_path: Path) -> Path:
@@ -105,6 +106,7 @@ def ingest_partition(
     previous_last_time: int | None = None,
     log: Log = lambda _m: None,
     from_raw: bool = False,
+    trailing_rows: list[int] | None = None,
 ) -> PartitionResult:
     """`from_raw` re-runs the pass and checks on the stored raw copy without the vendor."""
     started = time.perf_counter()
@@ -125,8 +127,9 @@ def ingest_partition(
     finally:
         if not staged.exists() or staged.stat().st_size == 0:
             staged.unlink(missing_ok=True)
-    outcomes = evaluate(scan, max_gap_seconds, previous_last_time)
-    sha256, size = sha256_file(staged), staged.stat().st_size
-    path = lake.publish(staged, spec.name, instrument, day, all(o.passed for o in outcomes))
+    outcomes = evaluate(scan, max_gap_seconds, previous_last_time, trailing_rows)
+    sha256, size = scan.output_sha256, scan.output_bytes
+    passed = all(o.passed for o in outcomes if o.blocking)
+    path = lake.publish(staged, spec.name, instrument, day, passed)
     return PartitionResult(obj, raw, scan, outcomes, path, sha256, size,
                            time.perf_counter() - started)

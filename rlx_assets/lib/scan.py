@@ -10,6 +10,8 @@ the size of the day.
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
+import io
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -101,6 +103,31 @@ def price_problems(table: str, schema: pl.Schema) -> tuple[dict[str, pl.Expr], l
     return exprs, missing
 
 
+PRICE_JUMP = 0.05  # a trade-to-trade move larger than this is implausible for BTC-USDT
+
+
+def warning_rules(table: str, schema: pl.Schema) -> dict[str, tuple[str, pl.Expr]]:
+    """Non-blocking (WARN) rules: {problem: (check, expression flagging offending rows)}.
+
+    Expressions may compare a row with the one before it: the pass carries the previous
+    batch's last row into the next batch, so they hold across batch boundaries too.
+    """
+    rules: dict[str, tuple[str, pl.Expr]] = {}
+    if table == "book" and _numeric(schema, "bid_0_price") and _numeric(schema, "ask_0_price"):
+        bid, ask = pl.col("bid_0_price"), pl.col("ask_0_price")
+        rules["top of book crossed or locked (bid_0_price >= ask_0_price)"] = (
+            "crossed_book", (bid > 0) & (ask > 0) & (bid >= ask))
+    if table == "trades" and schema.get("trade_id", pl.Null).is_integer():
+        rules["trade_id not increasing (a duplicate or out-of-order id)"] = (
+            "trade_ids", pl.col("trade_id").diff() <= 0)
+    if table == "trades" and _numeric(schema, "price"):
+        # Only between positive prices: a bad price is positive_prices' finding, not a jump.
+        price, before = pl.col("price").cast(pl.Float64), pl.col("price").cast(pl.Float64).shift(1)
+        rules[f"price moved more than {PRICE_JUMP:.0%} from one trade to the next"] = (
+            "price_jumps", (price > 0) & (before > 0) & ((price / before - 1).abs() > PRICE_JUMP))
+    return rules
+
+
 @dataclass
 class Problem:
     """Rows that break one rule, with the first offending times as evidence."""
@@ -136,8 +163,11 @@ class DayScan:
     largest_gap_ns: int = 0
     largest_gap_after: int | None = None
     error: str | None = None
+    output_sha256: str = ""  # of the normalised file written by the pass
+    output_bytes: int = 0
     _rules: dict[str, pl.Expr] = field(default_factory=dict, repr=False)
     _last_sequence: int | None = field(default=None, repr=False)
+    _carry: pl.DataFrame | None = field(default=None, repr=False)
 
     @property
     def day_start(self) -> int:
@@ -168,6 +198,9 @@ class DayScan:
             for label, expr in rules.items():
                 self.problems[label] = Problem(check)
                 self._rules[label] = expr
+        for label, (check, expr) in warning_rules(self.table, schema).items():
+            self.problems[label] = Problem(check)
+            self._rules[label] = expr
 
     def __call__(self, batch: pl.DataFrame) -> None:
         """`sink_batches` callback; never raises (an exception would be lost in polars)."""
@@ -180,20 +213,27 @@ class DayScan:
         if batch.height == 0:
             return
         if self._rules:
-            counts = batch.select(
-                [expr.sum().alias(label) for label, expr in self._rules.items()]
+            # The previous batch's last row goes first, so that rules comparing a row with
+            # the one before it hold across batches; it is not counted twice (`skip`).
+            frame = batch if self._carry is None else pl.concat([self._carry, batch],
+                                                                rechunk=False)
+            skip = frame.height - batch.height
+            counts = frame.select(
+                [expr.slice(skip).sum().alias(label) for label, expr in self._rules.items()]
             ).row(0, named=True)
             for label, count in counts.items():
                 if count:
-                    self.problems[label].add(count, self._times(batch, self._rules[label]))
+                    self.problems[label].add(count, self._times(frame, self._rules[label], skip))
+            self._carry = batch.tail(1)
         if self.has_times:
             self._add_times(batch)
         self.rows += batch.height
 
-    def _times(self, batch: pl.DataFrame, expr: pl.Expr) -> list[str]:
+    def _times(self, frame: pl.DataFrame, expr: pl.Expr, skip: int = 0) -> list[str]:
         if not self.has_times:
             return []
-        times = batch.filter(expr).get_column("origin_time").head(SAMPLE).cast(pl.Int64)
+        flagged = frame.select(pl.col("origin_time"), expr.alias("_flagged")).slice(skip)
+        times = flagged.filter("_flagged").get_column("origin_time").head(SAMPLE).cast(pl.Int64)
         return [format_ns(t) for t in times if t is not None]
 
     def _add_times(self, batch: pl.DataFrame) -> None:
@@ -246,16 +286,34 @@ def scan_day(raw_path: Path, spec: TableSpec, day: dt.date, out_path: Path) -> D
     scan.prepare(frame.collect_schema())
     width = max(1, len(scan.columns))
     try:
-        pl.collect_all(
-            [
-                frame.sink_parquet(out_path, compression="snappy", lazy=True),
-                frame.sink_batches(scan, chunk_size=max(10_000, BATCH_CELLS // width),
-                                   lazy=True),
-            ],
-            engine="streaming",
-        )
+        with open(out_path, "wb") as handle:
+            output = HashingWriter(handle)
+            pl.collect_all(
+                [
+                    frame.sink_parquet(output, compression="snappy", lazy=True),
+                    frame.sink_batches(scan, chunk_size=max(10_000, BATCH_CELLS // width),
+                                       lazy=True),
+                ],
+                engine="streaming",
+            )
     except (pl.exceptions.ComputeError, OSError) as exc:
         raise UnreadableVendorFile(f"{raw_path.name}: {exc}") from exc
     if scan.error:
         raise RuntimeError(f"measuring {spec.name} {day} failed: {scan.error}")
+    scan.output_sha256, scan.output_bytes = output.digest.hexdigest(), output.size
     return scan
+
+
+class HashingWriter(io.RawIOBase):
+    """A file wrapper that hashes what is written: the output's sha256 without a re-read."""
+
+    def __init__(self, handle: io.BufferedWriter) -> None:
+        self.handle, self.digest, self.size = handle, hashlib.sha256(), 0
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data) -> int:
+        self.digest.update(data)
+        self.size += len(data)
+        return self.handle.write(data)
