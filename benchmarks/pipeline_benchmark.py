@@ -71,30 +71,44 @@ FLOOR = textwrap.dedent('''
 ''')
 
 
+# A small launcher process runs each command, so that the peak RSS it reports is the
+# command's own: Linux keeps ru_maxrss across fork and exec, so a child forked straight
+# from this (large) process would inherit this process's high-water mark.
+LAUNCHER = textwrap.dedent('''
+    import resource, subprocess, sys
+    code = subprocess.run(sys.argv[1:]).returncode
+    sys.stderr.write(f"\\nmaxrss_kb={resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss}\\n")
+    sys.exit(code)
+''')
+
+
 def measured(cmd: list[str], env: dict[str, str] | None = None) -> dict[str, float]:
     """Run `cmd`; wall seconds and peak RSS (MB, the largest of it and its children)."""
     started = time.perf_counter()
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    output = proc.stdout.read()
-    _, status, usage = os.wait4(proc.pid, 0)
+    done = subprocess.run([sys.executable, "-c", LAUNCHER, *cmd], env=env,
+                          capture_output=True, text=True)
     wall = time.perf_counter() - started
-    if os.waitstatus_to_exitcode(status) != 0:
-        sys.stderr.write(output.decode()[-4000:])
+    if done.returncode != 0:
+        sys.stderr.write((done.stdout + done.stderr)[-4000:])
         raise SystemExit(f"{cmd[:3]} failed")
-    return {"seconds": round(wall, 2), "peak_rss_mb": round(usage.ru_maxrss / 1024, 1)}
+    kb = int(done.stderr.rsplit("maxrss_kb=", 1)[1].split()[0])
+    return {"seconds": round(wall, 2), "peak_rss_mb": round(kb / 1024, 1)}
 
 
 def generate(vendor: Path, day: dt.date, scale: float) -> int:
-    sys.path.insert(0, str(ROOT))
-    from rlx_assets.lib.demo_data import FULL_ROWS, write_day
-    from rlx_assets.lib.instruments import Instrument
-
-    total = 0
-    for table in TABLES:
-        path = write_day(vendor, table, Instrument("BINANCE", "BTC-USDT"), day,
-                         int(FULL_ROWS[table] * scale))
-        total += path.stat().st_size
-    return total
+    """Write the day in a subprocess (keeps this process small); return its vendor bytes."""
+    code = textwrap.dedent(f'''
+        import datetime as dt, sys
+        from pathlib import Path
+        sys.path.insert(0, {str(ROOT)!r})
+        from rlx_assets.lib.demo_data import FULL_ROWS, write_day
+        from rlx_assets.lib.instruments import Instrument
+        for table in {TABLES!r}:
+            write_day(Path({str(vendor)!r}), table, Instrument("BINANCE", "BTC-USDT"),
+                      dt.date.fromisoformat({day.isoformat()!r}), int(FULL_ROWS[table] * {scale}))
+    ''')
+    subprocess.run([sys.executable, "-c", code], check=True)
+    return sum(p.stat().st_size for p in vendor.rglob(f"dt={day}/*.parquet"))
 
 
 def ours(work: Path, vendor: Path, day: dt.date) -> dict[str, float]:
