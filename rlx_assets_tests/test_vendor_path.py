@@ -18,6 +18,17 @@ def _zone(root: Path, zone: str, table: str, day: dt.date = DAY) -> Path:
     return root / zone / table / "exchange=BINANCE" / "symbol=BTC-USDT" / f"dt={day}"
 
 
+def _assert_ready_matches_vendor(bucket: VendorBucket, lake: Path) -> Path:
+    """ready/ has the vendor's row count; raw/ has the vendor's exact bytes."""
+    vendor_file = bucket.staging / "trades/exchange=BINANCE/symbol=BTC-USDT" \
+        / f"dt={DAY}/1.snappy.parquet"
+    ready = _zone(lake, "ready", "trades") / "data.parquet"
+    assert pq.ParquetFile(ready).metadata.num_rows == pq.ParquetFile(vendor_file).metadata.num_rows
+    assert (_zone(lake, "raw", "trades") / "1.snappy.parquet").read_bytes() == \
+        vendor_file.read_bytes()
+    return ready
+
+
 def test_lakeapi_source_writes_ready_with_vendor_row_count(vendor_bucket: VendorBucket,
                                                            tmp_path: Path) -> None:
     vendor_bucket.publish("trades", DAY)
@@ -25,12 +36,7 @@ def test_lakeapi_source_writes_ready_with_vendor_row_count(vendor_bucket: Vendor
     result = materialize_day({"CRYPTO_LAKE_SOURCE": "lakeapi", "RLX_LAKE_ROOT": str(lake)},
                              "trades", DAY)
     assert result.success
-    vendor_file = vendor_bucket.staging / "trades/exchange=BINANCE/symbol=BTC-USDT" \
-        / f"dt={DAY}/1.snappy.parquet"
-    ready = _zone(lake, "ready", "trades") / "data.parquet"
-    assert pq.ParquetFile(ready).metadata.num_rows == pq.ParquetFile(vendor_file).metadata.num_rows
-    assert (_zone(lake, "raw", "trades") / "1.snappy.parquet").read_bytes() == \
-        vendor_file.read_bytes()
+    ready = _assert_ready_matches_vendor(vendor_bucket, lake)
     frame = pl.read_parquet(ready)
     assert frame.columns == ["side", "quantity", "price", "trade_id", "origin_time",
                              "received_time"]
@@ -59,12 +65,7 @@ def test_dagster_cli_materialize_against_s3_endpoint(vendor_bucket: VendorBucket
         env=env, cwd=tmp_path, capture_output=True, text=True, timeout=180,
     )
     assert done.returncode == 0, done.stderr[-3000:]
-    vendor_file = vendor_bucket.staging / "trades/exchange=BINANCE/symbol=BTC-USDT" \
-        / f"dt={DAY}/1.snappy.parquet"
-    ready = _zone(lake, "ready", "trades") / "data.parquet"
-    assert pq.ParquetFile(ready).metadata.num_rows == pq.ParquetFile(vendor_file).metadata.num_rows
-    assert (_zone(lake, "raw", "trades") / "1.snappy.parquet").read_bytes() == \
-        vendor_file.read_bytes()
+    _assert_ready_matches_vendor(vendor_bucket, lake)
     assert not (tmp_path / ".lake_cache").exists()
     for secret in ("fake-vendor-secret-do-not-log",):
         assert secret not in done.stdout + done.stderr
