@@ -1,4 +1,5 @@
-"""`rlx-assets`: the demo backfill (the quick start's main job), re-checks, status, SQL."""
+"""`rlx-assets`: the demo backfill (the quick start's main job), re-checks, status, SQL,
+doctor and inventory."""
 
 from __future__ import annotations
 
@@ -198,6 +199,61 @@ def status(args: argparse.Namespace) -> int:
     return 0
 
 
+def doctor(args: argparse.Namespace) -> int:
+    """Check source, credentials, endpoint, discovery, one object, lake root and instance."""
+    from dotenv import load_dotenv
+
+    from rlx_assets.lib.doctor import run_doctor
+
+    load_dotenv(Path.cwd() / ".env", override=False)
+    _default_home()
+
+    def emit(passed: bool, line: str) -> None:
+        print(f"{'ok' if passed else 'FAIL':<4}  {line}", flush=True)
+
+    return 0 if run_doctor(os.environ, emit) else 1
+
+
+def inventory(args: argparse.Namespace) -> int:
+    """Vendor days in the window per instrument and table, against what is materialised."""
+    import contextlib
+    import json
+
+    import dagster as dg
+
+    from rlx_assets.defs.inventory import collect_inventory, crypto_lake_from_env
+    from rlx_assets.lib import inventory as inv
+    from rlx_assets.lib.vendor import VendorError
+    from rlx_assets.settings import ConfigError, Settings
+
+    _default_home()
+    try:
+        settings = Settings.from_env()
+        source = crypto_lake_from_env(settings).vendor()
+    except (ConfigError, VendorError) as exc:
+        print(exc)
+        return 2
+    try:
+        # lakeapi prints its warnings to stdout; keep stdout for the report (and --json).
+        with contextlib.redirect_stdout(sys.stderr):
+            days = collect_inventory(dg.DagsterInstance.get(), settings, source,
+                                     args.table or None, sizes=args.sizes)
+    except VendorError as exc:
+        print(exc)
+        return 1
+    start, end = settings.start_date, settings.window_end()
+    if args.json:
+        sys.stdout.write(json.dumps({"source": str(settings.source), "start": start.isoformat(),
+                                     "end": end.isoformat(), **inv.totals(days),
+                                     "days": [d.to_json() for d in days]}, indent=1) + "\n")
+        return 0
+    print(f"Vendor inventory of {settings.source}, window {start}..{end}")
+    print("\n".join(inv.text_lines(days)))
+    if settings.source.kind == "lakeapi" and not args.sizes:
+        print("(sizes: add --sizes to ask the vendor for each object's size, one request a day)")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="rlx-assets", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -225,6 +281,18 @@ def main(argv: list[str] | None = None) -> int:
     st.add_argument("--table", action="append", choices=["trades", "book", "book_delta_v2"],
                     help="only these tables (repeatable)")
     st.set_defaults(func=status)
+    dr = sub.add_parser("doctor", help="check source, credentials, endpoint, discovery, one "
+                        "object, lake root and Dagster instance, one line each")
+    dr.set_defaults(func=doctor)
+    inv = sub.add_parser("inventory", help="vendor days in the window against what is "
+                         "materialised: ready, not fetched, vendor holes, sizes")
+    inv.add_argument("--json", action="store_true", help="one JSON object per partition")
+    inv.add_argument("--table", action="append", choices=["trades", "book", "book_delta_v2"],
+                     help="only these tables (repeatable)")
+    inv.add_argument("--sizes", action="store_true",
+                     help="with CRYPTO_LAKE_SOURCE=lakeapi, ask each object's size (one HEAD "
+                          "request per day; other sources list sizes anyway)")
+    inv.set_defaults(func=inventory)
     args = parser.parse_args(argv)
     if getattr(args, "days", 1) < 1:
         parser.error("--days must be at least 1")

@@ -9,6 +9,8 @@ from rlx_assets.defs.alerts import build_alert_sensors, slack_resource_from_env
 from rlx_assets.defs.assets import build_table_assets
 from rlx_assets.defs.catalog import build_catalog_asset
 from rlx_assets.defs.certificate import build_automation_sensor, build_certificate_assets
+from rlx_assets.defs.inventory import build_inventory_asset
+from rlx_assets.defs.new_days import build_new_days_sensor
 from rlx_assets.defs.partitions import daily_partitions
 from rlx_assets.defs.resources import CryptoLakeResource, LakeResource, credential_env_vars
 from rlx_assets.lib.lake import Lake
@@ -22,8 +24,10 @@ def build_definitions(settings: Settings) -> dg.Definitions:
             *build_table_assets(settings, partitions),
             *build_certificate_assets(settings),
             build_catalog_asset(settings),
+            build_inventory_asset(settings),
         ],
-        sensors=[build_automation_sensor(settings), *build_alert_sensors()],
+        sensors=[build_automation_sensor(settings), *build_alert_sensors(),
+                 build_new_days_sensor(settings)],
         # One process per run: a partition run is one step, and a second Python process per
         # step would double the start-up cost of every partition in a backfill.
         executor=dg.in_process_executor,

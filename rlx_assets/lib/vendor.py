@@ -15,6 +15,7 @@ import threading
 import time
 import urllib.parse
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -72,10 +73,30 @@ def day_prefix(table: str, instrument: Instrument, day: dt.date) -> str:
             f"dt={day.isoformat()}/")
 
 
+def instrument_prefix(table: str, instrument: Instrument) -> str:
+    return f"{table}/exchange={instrument.exchange}/symbol={instrument.symbol}/"
+
+
+def _day_in(key: str, start: dt.date, end: dt.date) -> dt.date | None:
+    """The `dt=` day of a vendor key (or path) if it is a parquet object inside the window."""
+    folder, _, name = key.rpartition("/")
+    text = folder.rpartition("/")[2]
+    if not name.endswith(".parquet") or not text.startswith("dt="):
+        return None
+    try:
+        day = dt.date.fromisoformat(text[3:])
+    except ValueError:
+        return None
+    return day if start <= day <= end else None
+
+
 class VendorSource(Protocol):
     description: str
 
     def locate(self, table: str, instrument: Instrument, day: dt.date) -> VendorObject: ...
+
+    def list_days(self, table: str, instrument: Instrument, start: dt.date, end: dt.date,
+                  sizes: bool = True) -> dict[dt.date, VendorObject]: ...
 
     @contextmanager
     def open(self, obj: VendorObject) -> Iterator[BinaryIO]: ...
@@ -118,6 +139,25 @@ class LocalSource:
         stat = files[0].stat()
         return VendorObject(table, instrument, day, str(files[0]), stat.st_size,
                             f"{stat.st_size}-{stat.st_mtime_ns}")
+
+    def list_days(self, table: str, instrument: Instrument, start: dt.date, end: dt.date,
+                  sizes: bool = True) -> dict[dt.date, VendorObject]:
+        """Every day in start..end (inclusive) that has a file, from one directory walk;
+        size and version as `locate` gives them. (`sizes` is free here and ignored.)"""
+        if not self.root.is_dir():
+            raise VendorFileMissing(
+                f"The vendor directory {self.root} does not exist; run `rlx-assets demo` to "
+                "generate the demo lake, or point CRYPTO_LAKE_SOURCE at your data."
+            )
+        found: dict[dt.date, VendorObject] = {}
+        folder = self._table_root() / instrument_prefix(table, instrument)
+        for path in sorted(folder.glob("dt=*/*.parquet")) if folder.is_dir() else []:
+            day = _day_in(path.as_posix(), start, end)
+            if day is not None and day not in found:  # several files: `locate` reports it
+                stat = path.stat()
+                found[day] = VendorObject(table, instrument, day, str(path), stat.st_size,
+                                          f"{stat.st_size}-{stat.st_mtime_ns}")
+        return found
 
     @contextmanager
     def open(self, obj: VendorObject) -> Iterator[BinaryIO]:
@@ -279,6 +319,91 @@ class S3Source:
             _forget_failed_contents_listing(lakeapi, bucket_path, table)
         return [self._key(day_prefix(table, instrument, day) + f["filename"]) for f in found]
 
+    def list_days(self, table: str, instrument: Instrument, start: dt.date, end: dt.date,
+                  sizes: bool = True) -> dict[dt.date, VendorObject]:
+        """Every day in start..end (inclusive) the vendor has, from one listing per call.
+
+        `listing="s3"`: one `list_objects_v2` of the instrument's prefix from `start` on,
+        which carries each object's size and etag. `listing="lakeapi"`: one fresh
+        `lakeapi.list_data` over the window (the vendor's `contents.json.gz`, no
+        s3:ListBucket needed); that listing has no sizes, so with `sizes` each object found
+        gets a HEAD (8 at a time), and without it size is -1 and version "". Versions are
+        the same etags `locate` records. A day with several files appears once; `locate`
+        reports it when the day is materialised.
+        """
+        with translate_errors(self.description):
+            if self.listing != "lakeapi":
+                return self._listed_days(table, instrument, start, end)
+            keys = self._lakeapi_window_keys(table, instrument, start, end)
+            if not sizes:
+                return {day: VendorObject(table, instrument, day, f"s3://{self.bucket}/{key}",
+                                          -1, "") for day, key in keys.items()}
+            return self._headed(table, instrument, keys)
+
+    def _listed_days(self, table: str, instrument: Instrument, start: dt.date,
+                     end: dt.date) -> dict[dt.date, VendorObject]:
+        prefix = self._key(instrument_prefix(table, instrument))
+        pages = self._client().get_paginator("list_objects_v2").paginate(
+            Bucket=self.bucket, Prefix=prefix, StartAfter=f"{prefix}dt={start.isoformat()}")
+        found: dict[dt.date, VendorObject] = {}
+        for page in pages:
+            contents = page.get("Contents") or []
+            for item in contents:
+                day = _day_in(item["Key"], start, end)
+                if day is not None and day not in found:
+                    found[day] = VendorObject(table, instrument, day,
+                                              f"s3://{self.bucket}/{item['Key']}",
+                                              int(item["Size"]), item.get("ETag", "").strip('"'))
+            if contents and contents[-1]["Key"] > f"{prefix}dt={end.isoformat()}/~":
+                break  # keys come sorted: the rest is past the window
+        return found
+
+    def _lakeapi_window_keys(self, table: str, instrument: Instrument, start: dt.date,
+                             end: dt.date) -> dict[dt.date, str]:
+        lakeapi = lakeapi_module(self.cache_dir or default_cache_dir())
+        bucket_path = f"{self.bucket}/{self.prefix}".rstrip("/")
+        _clear_lakeapi_listing_cache(lakeapi)  # a cached listing would hide new days
+        lakeapi.set_default_bucket(bucket_path)
+        try:
+            found = lakeapi.list_data(
+                table, start=dt.datetime.combine(start, dt.time()),
+                end=dt.datetime.combine(end + dt.timedelta(days=1), dt.time()),
+                symbols=[instrument.symbol], exchanges=[instrument.exchange],
+                bucket=bucket_path, boto3_session=self.session_factory(),
+            )
+        except lakeapi.exceptions.NoFilesFound:
+            return {}
+        finally:
+            _forget_failed_contents_listing(lakeapi, bucket_path, table)
+        keys: dict[dt.date, str] = {}
+        for item in sorted(found, key=lambda f: (f["dt"], f["filename"])):
+            day = dt.date.fromisoformat(item["dt"])
+            keys.setdefault(day, self._key(day_prefix(table, instrument, day) + item["filename"]))
+        return keys
+
+    def _headed(self, table: str, instrument: Instrument,
+                keys: dict[dt.date, str]) -> dict[dt.date, VendorObject]:
+        from concurrent.futures import ThreadPoolExecutor
+
+        import botocore.exceptions
+
+        client = self._client()  # one client: boto3 clients are thread-safe, sessions not
+
+        def head(item: tuple[dt.date, str]) -> VendorObject | None:
+            day, key = item
+            try:
+                found = client.head_object(Bucket=self.bucket, Key=key)
+            except botocore.exceptions.ClientError as exc:
+                if str(exc.response.get("Error", {}).get("Code")) in ("404", "NoSuchKey",
+                                                                      "NotFound"):
+                    return None  # listed but gone: not available
+                raise
+            return VendorObject(table, instrument, day, f"s3://{self.bucket}/{key}",
+                                int(found["ContentLength"]), found.get("ETag", "").strip('"'))
+
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            return {obj.day: obj for obj in pool.map(head, sorted(keys.items())) if obj}
+
     @contextmanager
     def open(self, obj: VendorObject) -> Iterator[BinaryIO]:
         key = urllib.parse.urlparse(obj.location).path.lstrip("/")
@@ -356,6 +481,8 @@ def download(
 ) -> Download:
     """Stream `obj` into `dest` (atomically), hashing as it goes; retry transient faults."""
     dest.parent.mkdir(parents=True, exist_ok=True)
+    for stale in dest.parent.glob(f".{dest.name}.*.part"):  # left by a killed attempt
+        stale.unlink(missing_ok=True)
     part = dest.with_name(f".{dest.name}.{os.getpid()}.part")
     attempts = 0
 
@@ -363,12 +490,19 @@ def download(
         nonlocal attempts
         attempts += 1
         digest, size = hashlib.sha256(), 0
+        # Hash each chunk on a second thread while the next one is read and the last one
+        # written (hashlib releases the GIL): on two cores the hash costs almost nothing.
         with translate_errors(source.description), source.open(obj) as body, \
-                open(part, "wb") as out:
+                open(part, "wb") as out, ThreadPoolExecutor(1) as hasher:
+            pending = None
             while chunk := body.read(CHUNK_BYTES):
-                digest.update(chunk)
+                if pending is not None:
+                    pending.result()
+                pending = hasher.submit(digest.update, chunk)
                 out.write(chunk)
                 size += len(chunk)
+            if pending is not None:
+                pending.result()
         if size != obj.size:
             raise TruncatedDownload(f"{obj.location}: received {size:,} of {obj.size:,} bytes")
         return size, digest.hexdigest()

@@ -1,0 +1,118 @@
+"""`vendor_inventory`: what the vendor has in the window against what we materialised.
+
+Also the collection behind `rlx-assets inventory` and the `new_vendor_days` sensor: one
+vendor listing per (instrument, table) joined with the partition states and the vendor
+version each partition's latest materialisation recorded.
+"""
+
+import datetime as dt
+import os
+from collections.abc import Mapping
+
+import dagster as dg
+
+from rlx_assets.defs.assets import table_key
+from rlx_assets.defs.resources import CREDENTIAL_NAMES, CryptoLakeResource
+from rlx_assets.lib import inventory as inv
+from rlx_assets.lib.certificate import window_days
+from rlx_assets.lib.tables import TABLES
+from rlx_assets.lib.vendor import VendorError, VendorSource
+from rlx_assets.settings import Settings
+from rlx_assets.status import collect_states
+
+INVENTORY_KEY = dg.AssetKey("vendor_inventory")
+REFRESH_CRON = "0 * * * *"  # hourly; materialise it by hand for a fresh view
+
+
+def recorded_versions(
+    instance: dg.DagsterInstance, key: dg.AssetKey, days: list[dt.date]
+) -> dict[dt.date, inv.Recorded]:
+    """The vendor version and size that each day's latest materialisation recorded."""
+    out: dict[dt.date, inv.Recorded] = {}
+    cursor = None
+    while True:
+        page = instance.fetch_materializations(
+            dg.AssetRecordsFilter(asset_key=key, asset_partitions=[d.isoformat() for d in days]),
+            limit=1000, cursor=cursor)
+        for record in page.records:  # newest first
+            event = record.asset_materialization
+            if event is None or event.partition is None:
+                continue
+            day = dt.date.fromisoformat(event.partition)
+            if day not in out:
+                version = event.metadata.get("vendor_version")
+                size = event.metadata.get("vendor_bytes")
+                out[day] = inv.Recorded(
+                    str(version.value) if version is not None and version.value else None,
+                    int(size.value) if size is not None and size.value is not None else None)
+        if not page.has_more:
+            return out
+        cursor = page.cursor
+
+
+def collect_inventory(
+    instance: dg.DagsterInstance,
+    settings: Settings,
+    source: VendorSource,
+    tables: list[str] | None = None,
+    sizes: bool = True,
+) -> list[inv.InventoryDay]:
+    """One vendor listing per (instrument, table) over RLX_START_DATE..window end."""
+    tables = tables or list(TABLES)
+    start, end = settings.start_date, settings.window_end()
+    days = window_days(start, end)
+    vendor, recorded = {}, {}
+    for instrument in settings.instruments:
+        for table in tables:
+            series = (str(instrument), table)
+            vendor[series] = source.list_days(table, instrument, start, end, sizes=sizes)
+            recorded[series] = recorded_versions(instance, table_key(instrument, table), days)
+    return inv.build_inventory(collect_states(instance, settings, tables), vendor, recorded)
+
+
+def crypto_lake_from_env(
+    settings: Settings, env: Mapping[str, str] | None = None
+) -> CryptoLakeResource:
+    """The vendor resource with credentials read from the environment now (for the CLI;
+    in Dagster the definitions bind them as `EnvVar`s)."""
+    env = os.environ if env is None else env
+    values = {field: next((env[n] for n in names if env.get(n)), None)
+              for field, names in CREDENTIAL_NAMES.items()}
+    return CryptoLakeResource(source=str(settings.source), **values)
+
+
+def inventory_metadata(settings: Settings, days: list[inv.InventoryDay]) -> dict[str, object]:
+    metadata: dict[str, object] = {
+        "window": f"{settings.start_date}..{settings.window_end()}",
+        "source": str(settings.source),
+        **inv.totals(days),
+    }
+    for (instrument, table), series in inv.by_series(days).items():
+        metadata[f"{instrument} {table}"] = dg.MetadataValue.md(inv.markdown(series))
+    return metadata
+
+
+def build_inventory_asset(settings: Settings) -> dg.AssetsDefinition:
+    @dg.asset(
+        key=INVENTORY_KEY,
+        group_name="lake",
+        kinds={"s3"} if settings.source.kind != "local" else {"file"},
+        automation_condition=dg.AutomationCondition.on_cron(REFRESH_CRON, "UTC"),
+        description="Per instrument and table, the vendor's days in RLX_START_DATE..window end "
+                    "(sizes from its listing) against ours: ready, quarantined or failed, not "
+                    "fetched (the vendor has it: backfillable), and vendor holes (the vendor "
+                    "does not have it). Refreshed hourly; materialise it before a backfill.",
+    )
+    def vendor_inventory(context: dg.AssetExecutionContext,
+                         crypto_lake: CryptoLakeResource) -> dg.MaterializeResult:
+        try:
+            days = collect_inventory(context.instance, settings, crypto_lake.vendor())
+        except VendorError as exc:
+            raise dg.Failure(description=str(exc), allow_retries=exc.retriable) from None
+        counts = inv.totals(days)
+        context.log.info(f"Vendor inventory of {settings.source}: {counts['vendor_days']} vendor "
+                         f"days, {counts['not_fetched']} not fetched, {counts['vendor_holes']} "
+                         "vendor holes.")
+        return dg.MaterializeResult(metadata=inventory_metadata(settings, days))
+
+    return vendor_inventory
