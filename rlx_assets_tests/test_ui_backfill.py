@@ -27,7 +27,12 @@ import pytest
 from rlx_assets.lib.checks import BLOCKING_CHECKS, POSITIVE_PRICES
 from rlx_assets.lib.demo_data import Fault, write_day
 from rlx_assets.lib.lake import DATA_FILE, QUARANTINE, READY, Lake
-from rlx_assets_tests.dagster_servers import DagsterServers, dagster_servers
+from rlx_assets_tests.dagster_servers import (
+    BACKFILL,
+    LAUNCH_BACKFILL,
+    DagsterServers,
+    dagster_servers,
+)
 from rlx_assets_tests.stand_ins import BTC
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(480)]
@@ -41,45 +46,12 @@ CERTIFICATE = [*PREFIX, "certificate"]
 BACKFILL_TIMEOUT = 240.0
 TERMINAL = {"COMPLETED", "COMPLETED_SUCCESS", "COMPLETED_FAILED", "FAILED", "CANCELED"}
 
-LAUNCH_BACKFILL = """
-mutation Launch($params: LaunchBackfillParams!) {
-  launchPartitionBackfill(backfillParams: $params) {
-    __typename
-    ... on LaunchBackfillSuccess { backfillId }
-    ... on PythonError { message stack }
-    ... on Error { message }
-  }
-}
-"""
-
 REEXECUTE_BACKFILL = """
 mutation Reexecute($params: ReexecutionParams!) {
   reexecutePartitionBackfill(reexecutionParams: $params) {
     __typename
     ... on LaunchBackfillSuccess { backfillId }
     ... on PythonError { message }
-    ... on Error { message }
-  }
-}
-"""
-
-BACKFILL = """
-query Backfill($id: String!) {
-  partitionBackfillOrError(backfillId: $id) {
-    __typename
-    ... on PartitionBackfill {
-      id status timestamp endTimestamp numPartitions
-      error { message }
-      assetBackfillData {
-        assetBackfillStatuses {
-          ... on AssetPartitionsStatusCounts {
-            assetKey { path }
-            numPartitionsTargeted numPartitionsInProgress numPartitionsMaterialized
-            numPartitionsFailed
-          }
-        }
-      }
-    }
     ... on Error { message }
   }
 }
