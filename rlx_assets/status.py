@@ -6,6 +6,7 @@ import dagster as dg
 
 from rlx_assets.defs.assets import table_key
 from rlx_assets.defs.partitions import daily_partitions
+from rlx_assets.defs.records import check_infos
 from rlx_assets.lib.certificate import window_days
 from rlx_assets.lib.checks import BLOCKING_CHECKS
 from rlx_assets.lib.lake import QUARANTINE, READY, Lake
@@ -26,12 +27,10 @@ def collect_states(
         for table in tables or list(TABLES):
             key = table_key(instrument, table)
             status = instance.get_status_by_partition(key, keys, partitions) or {}
-            checks: dict[str, dict[str, str]] = {}
-            for info in instance.event_log_storage.get_asset_check_partition_info(
-                    [dg.AssetCheckKey(key, name) for name in BLOCKING_CHECKS],
-                    partition_keys=keys):
-                checks.setdefault(info.partition_key, {})[info.check_key.name] = \
-                    info.latest_execution_status.value
+            checks = {partition: {name: info.latest_execution_status.value
+                                  for name, info in by_check.items()}
+                      for partition, by_check in check_infos(
+                          instance, key, BLOCKING_CHECKS, keys).items()}
             for day in days:
                 raw_status = status.get(day.isoformat())
                 state, failed = partition_state(

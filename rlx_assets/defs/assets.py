@@ -9,6 +9,7 @@ from contextlib import contextmanager
 import dagster as dg
 from pydantic import Field
 
+from rlx_assets.defs.records import latest_materializations
 from rlx_assets.defs.resources import CryptoLakeResource, LakeResource
 from rlx_assets.lib.checks import (
     BLOCKING_CHECKS,
@@ -51,13 +52,8 @@ def earlier_days(context: dg.AssetExecutionContext, day: dt.date) -> tuple[int |
     """From the metadata of the days before (no re-read of their data): the last origin_time
     (ns) of the day before, and the row counts of the ready days among the trailing ones."""
     wanted = [(day - dt.timedelta(days=i)).isoformat() for i in range(1, TRAILING_DAYS + 1)]
-    latest: dict[str, dict] = {}
-    for record in context.instance.fetch_materializations(
-            dg.AssetRecordsFilter(asset_key=context.asset_key, asset_partitions=wanted),
-            limit=TRAILING_DAYS * 4).records:
-        event = record.asset_materialization
-        if event is not None and event.partition not in latest:
-            latest[event.partition] = {k: v.value for k, v in event.metadata.items()}
+    latest = {p: m.metadata for p, m in
+              latest_materializations(context.instance, context.asset_key, wanted).items()}
     previous = latest.get(wanted[0], {}).get("last_origin_time_ns")
     rows = [int(m["dagster/row_count"]) for m in latest.values()
             if m.get("zone") == "ready" and "dagster/row_count" in m]

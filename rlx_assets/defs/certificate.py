@@ -6,6 +6,7 @@ from pathlib import Path
 import dagster as dg
 
 from rlx_assets.defs.assets import table_key
+from rlx_assets.defs.records import check_infos, latest_materializations
 from rlx_assets.defs.resources import LakeResource
 from rlx_assets.lib.certificate import Recorded, build_certificate, refusal_message, window_days
 from rlx_assets.lib.checks import BLOCKING_CHECKS
@@ -28,51 +29,34 @@ CERTIFY_WHEN_ALL_PASS = (
 ).with_label("all partitions in the window passed their blocking checks")
 
 
-def _value(metadata: dict, name: str, default=None):
-    entry = metadata.get(name)
-    return default if entry is None else entry.value
-
-
 def recorded_partitions(
     instance: dg.DagsterInstance, key: dg.AssetKey, days: list[dt.date]
 ) -> dict[dt.date, Recorded]:
-    """The latest materialisation of each day in `days`, with its blocking check outcomes."""
+    """The latest materialisation of each day in `days`, with its blocking check outcomes.
+
+    A check evaluated for an earlier materialisation of the day counts as NOT EVALUATED.
+    """
     wanted = [d.isoformat() for d in days]
-    latest: dict[str, tuple[int, dict]] = {}
-    cursor = None
-    while True:
-        page = instance.fetch_materializations(
-            dg.AssetRecordsFilter(asset_key=key, asset_partitions=wanted),
-            limit=1000, cursor=cursor,
-        )
-        for record in page.records:
-            event = record.asset_materialization
-            if event is not None and event.partition not in latest:
-                latest[event.partition] = (record.storage_id, dict(event.metadata))
-        if not page.has_more:
-            break
-        cursor = page.cursor
-    checks = instance.event_log_storage.get_asset_check_partition_info(
-        [dg.AssetCheckKey(key, name) for name in BLOCKING_CHECKS], partition_keys=wanted)
-    outcomes: dict[str, dict[str, str]] = {}
-    for info in checks:
-        if info.partition_key not in latest:
-            continue
-        current = info.latest_target_materialization_storage_id == latest[info.partition_key][0]
-        status = info.latest_execution_status.value if current else "NOT EVALUATED"
-        outcomes.setdefault(info.partition_key, {})[info.check_key.name] = status
+    latest = latest_materializations(instance, key, wanted)
+    infos = check_infos(instance, key, BLOCKING_CHECKS, wanted)
     out = {}
-    for partition, (_, meta) in latest.items():
+    for partition, mat in latest.items():
+        meta = mat.metadata
         out[dt.date.fromisoformat(partition)] = Recorded(
             day=dt.date.fromisoformat(partition),
-            rows=int(_value(meta, "dagster/row_count", 0)),
-            first_time=_value(meta, "first_origin_time_ns"),
-            last_time=_value(meta, "last_origin_time_ns"),
-            path=Path(str(_value(meta, "path", ""))),
-            sha256=str(_value(meta, "sha256", "")),
-            size=int(_value(meta, "bytes", -1)),
-            vendor_sha256=str(_value(meta, "vendor_sha256", "")),
-            checks=outcomes.get(partition, {}),
+            rows=int(meta.get("dagster/row_count", 0)),
+            first_time=meta.get("first_origin_time_ns"),
+            last_time=meta.get("last_origin_time_ns"),
+            path=Path(str(meta.get("path", ""))),
+            sha256=str(meta.get("sha256", "")),
+            size=int(meta.get("bytes", -1)),
+            vendor_sha256=str(meta.get("vendor_sha256", "")),
+            checks={
+                name: info.latest_execution_status.value
+                if info.latest_target_materialization_storage_id == mat.storage_id
+                else "NOT EVALUATED"
+                for name, info in infos.get(partition, {}).items()
+            },
         )
     return out
 

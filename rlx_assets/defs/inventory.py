@@ -12,6 +12,7 @@ from collections.abc import Mapping
 import dagster as dg
 
 from rlx_assets.defs.assets import table_key
+from rlx_assets.defs.records import latest_materializations
 from rlx_assets.defs.resources import CREDENTIAL_NAMES, CryptoLakeResource
 from rlx_assets.lib import inventory as inv
 from rlx_assets.lib.certificate import window_days
@@ -29,25 +30,12 @@ def recorded_versions(
 ) -> dict[dt.date, inv.Recorded]:
     """The vendor version and size that each day's latest materialisation recorded."""
     out: dict[dt.date, inv.Recorded] = {}
-    cursor = None
-    while True:
-        page = instance.fetch_materializations(
-            dg.AssetRecordsFilter(asset_key=key, asset_partitions=[d.isoformat() for d in days]),
-            limit=1000, cursor=cursor)
-        for record in page.records:  # newest first
-            event = record.asset_materialization
-            if event is None or event.partition is None:
-                continue
-            day = dt.date.fromisoformat(event.partition)
-            if day not in out:
-                version = event.metadata.get("vendor_version")
-                size = event.metadata.get("vendor_bytes")
-                out[day] = inv.Recorded(
-                    str(version.value) if version is not None and version.value else None,
-                    int(size.value) if size is not None and size.value is not None else None)
-        if not page.has_more:
-            return out
-        cursor = page.cursor
+    for partition, mat in latest_materializations(
+            instance, key, [d.isoformat() for d in days]).items():
+        version, size = mat.metadata.get("vendor_version"), mat.metadata.get("vendor_bytes")
+        out[dt.date.fromisoformat(partition)] = inv.Recorded(
+            str(version) if version else None, int(size) if size is not None else None)
+    return out
 
 
 def collect_inventory(

@@ -121,12 +121,11 @@ def ingest_partition(
     staged = lake.staging_file(spec.name, instrument, day)
     try:
         scan = scan_day(raw.path, spec, day, staged)
-    except UnreadableVendorFile:
-        forget_raw(raw)
+    except BaseException as exc:
+        staged.unlink(missing_ok=True)  # a failed pass leaves nothing in _staging/
+        if isinstance(exc, UnreadableVendorFile):
+            forget_raw(raw)
         raise
-    finally:
-        if not staged.exists() or staged.stat().st_size == 0:
-            staged.unlink(missing_ok=True)
     outcomes = evaluate(scan, max_gap_seconds, previous_last_time, trailing_rows)
     sha256, size = scan.output_sha256, scan.output_bytes
     passed = all(o.passed for o in outcomes if o.blocking)
