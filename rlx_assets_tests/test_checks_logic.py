@@ -1,4 +1,4 @@
-"""The blocking checks, fast and without Dagster: `scan_day` + `evaluate` on generated days.
+"""The blocking checks, fast and without Dagster: `normalise_day` + `evaluate` on generated days.
 
 Every (table, fault) pair must fail exactly the checks the contract names, with the figures
 behind the failure in the metadata. The streaming scan is cross-checked against a numpy
@@ -9,6 +9,7 @@ pair, a hole or a bad row straddles a batch boundary.
 from __future__ import annotations
 
 import datetime as dt
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +18,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from rlx_assets.lib import scan as scan_module
+from rlx_assets.lib import normalise as normalise_module
 from rlx_assets.lib.checks import (
     BLOCKING_CHECKS,
     POSITIVE_PRICES,
@@ -27,7 +28,8 @@ from rlx_assets.lib.checks import (
     evaluate,
 )
 from rlx_assets.lib.demo_data import Fault, vendor_relpath, write_day
-from rlx_assets.lib.scan import DayScan, UnreadableVendorFile, format_ns, scan_day
+from rlx_assets.lib.normalise import UnreadableVendorFile, normalise_day
+from rlx_assets.lib.scan import DayScan, format_ns
 from rlx_assets.lib.schemas import polars_dtype
 from rlx_assets.lib.tables import BOOK_LEVELS, TABLES
 from rlx_assets_tests.stand_ins import BTC
@@ -56,7 +58,7 @@ CASES = [(table, fault) for table in TABLES for fault in EXPECTED_FAILURES
 
 def run_checks(raw: Path, table: str, out: Path, max_gap: float | None = None,
                previous_last_time: int | None = None) -> tuple[DayScan, dict[str, CheckOutcome]]:
-    scan = scan_day(raw, TABLES[table], DAY, out)
+    scan = normalise_day(raw, TABLES[table], DAY, out)
     gap = TABLES[table].default_max_gap_seconds if max_gap is None else max_gap
     outcomes = [o for o in evaluate(scan, gap, previous_last_time) if o.blocking]
     assert [o.name for o in outcomes] == list(BLOCKING_CHECKS)
@@ -179,7 +181,7 @@ def test_each_fault_fails_exactly_the_contract_checks(vendor: Path, tmp_path: Pa
 def test_truncated_file_is_unreadable(vendor: Path, tmp_path: Path, table: str) -> None:
     raw = fault_day(vendor, table, Fault.TRUNCATED)
     with pytest.raises(UnreadableVendorFile, match=raw.name):
-        scan_day(raw, TABLES[table], DAY, tmp_path / "out.parquet")
+        normalise_day(raw, TABLES[table], DAY, tmp_path / "out.parquet")
 
 
 # --- hand-made days --------------------------------------------------------------------------
@@ -210,10 +212,13 @@ def deltas_table(ts: np.ndarray, seq: np.ndarray) -> pa.Table:
     })
 
 
+ROW_GROUP_ROWS = 7_000
+
+
 def write(tmp_path: Path, table: pa.Table, name: str = "raw.parquet",
-          row_group_size: int = 7_000) -> Path:
+          row_group_size: int | None = None) -> Path:
     path = tmp_path / name
-    pq.write_table(table, path, row_group_size=row_group_size)
+    pq.write_table(table, path, row_group_size=row_group_size or ROW_GROUP_ROWS)
     return path
 
 
@@ -334,16 +339,18 @@ def test_dictionary_encoded_side_is_accepted(tmp_path: Path) -> None:
 
 @pytest.fixture
 def small_batches(monkeypatch: pytest.MonkeyPatch) -> list[int]:
-    """Batches of 10,000 rows (the floor), and a record of the batch sizes the scan saw."""
-    monkeypatch.setattr(scan_module, "BATCH_CELLS", 1)
+    """Batches of at least 10,000 rows (the floor; whole row groups of 10,000 rows as `write`
+    makes them here), and a record of the batch sizes the scan saw."""
+    monkeypatch.setattr(normalise_module, "BATCH_CELLS", 1)
+    monkeypatch.setattr(sys.modules[__name__], "ROW_GROUP_ROWS", 10_000)
     sizes: list[int] = []
-    original = DayScan.__call__
+    original = DayScan.add
 
     def spy(self: DayScan, batch: pl.DataFrame) -> None:
         sizes.append(batch.height)
         original(self, batch)
 
-    monkeypatch.setattr(DayScan, "__call__", spy)
+    monkeypatch.setattr(DayScan, "add", spy)
     return sizes
 
 
@@ -437,7 +444,7 @@ def test_scan_matches_the_oracle_whatever_the_batching(tmp_path: Path,
     ts, price = random_day(rng)
     raw = write(tmp_path, trades_table(ts, price), row_group_size=int(rng.integers(3_000, 50_000)))
     _, whole = run_checks(raw, "trades", tmp_path / "whole.parquet")
-    monkeypatch.setattr(scan_module, "BATCH_CELLS", 1)  # 10,000-row batches
+    monkeypatch.setattr(normalise_module, "BATCH_CELLS", 1)  # 10,000-row batches
     _, batched = run_checks(raw, "trades", tmp_path / "batched.parquet")
     for name in BLOCKING_CHECKS:
         assert batched[name] == whole[name], name
@@ -459,7 +466,7 @@ def test_scan_matches_the_oracle_whatever_the_batching(tmp_path: Path,
 def summary(scan: DayScan) -> tuple:
     return (scan.rows, scan.first_time, scan.last_time, scan.min_time, scan.max_time,
             scan.unsorted, scan.outside_day, scan.largest_gap_ns, scan.largest_gap_after,
-            scan.sequence_decreases, scan.problems, scan.error)
+            scan.sequence_decreases, scan.problems)
 
 
 def test_day_scan_does_not_depend_on_where_batches_split() -> None:
@@ -484,7 +491,7 @@ def test_day_scan_does_not_depend_on_where_batches_split() -> None:
         scan = DayScan("book_delta_v2", DAY)
         scan.prepare(frame.schema)
         for part in parts:
-            scan(part)
+            scan.add(part)
         return scan
 
     whole = summary(scanned([frame]))

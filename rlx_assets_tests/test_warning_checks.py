@@ -9,10 +9,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from rlx_assets.lib import scan as scan_module
+from rlx_assets.lib import normalise as normalise_module
 from rlx_assets.lib.checks import check_rows_against_trailing, evaluate
 from rlx_assets.lib.demo_data import day_tables
-from rlx_assets.lib.scan import scan_day
+from rlx_assets.lib.normalise import normalise_day
 from rlx_assets.lib.tables import TABLES
 from rlx_assets_tests.stand_ins import BTC
 
@@ -29,7 +29,7 @@ def _write(tmp_path: Path, table: str, edit) -> Path:
 
 
 def _outcomes(path: Path, table: str, tmp_path: Path, trailing=None) -> dict:
-    scan = scan_day(path, TABLES[table], DAY, tmp_path / "out.parquet")
+    scan = normalise_day(path, TABLES[table], DAY, tmp_path / "out.parquet")
     results = evaluate(scan, TABLES[table].default_max_gap_seconds, None, trailing)
     return {o.name: o for o in results}
 
@@ -55,7 +55,7 @@ def _crossed(c):
 def test_warning_fails_alone_and_does_not_block(tmp_path, monkeypatch, batch_cells, table,
                                                 edit, warning, rows) -> None:
     if batch_cells:
-        monkeypatch.setattr(scan_module, "BATCH_CELLS", batch_cells)
+        monkeypatch.setattr(normalise_module, "BATCH_CELLS", batch_cells)
     outcomes = _outcomes(_write(tmp_path, table, edit), table, tmp_path)
     failed = {name for name, o in outcomes.items() if not o.passed}
     assert failed == {warning}
@@ -66,7 +66,7 @@ def test_warning_fails_alone_and_does_not_block(tmp_path, monkeypatch, batch_cel
 
 
 def test_duplicate_trade_id_across_a_batch_boundary(tmp_path, monkeypatch) -> None:
-    monkeypatch.setattr(scan_module, "BATCH_CELLS", 6 * 1_000)  # batches of 1,000 rows
+    monkeypatch.setattr(normalise_module, "BATCH_CELLS", 6 * 1_000)  # batches of 1,000 rows
     path = _write(tmp_path, "trades", lambda c: c["id"].__setitem__(1_000, c["id"][999]))
     outcomes = _outcomes(path, "trades", tmp_path)
     assert outcomes["trade_ids"].metadata["offending_row_count"] == 1

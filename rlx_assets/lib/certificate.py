@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from rlx_assets.lib.checks import BLOCKING_CHECKS
+from rlx_assets.lib.hashing import sha256_file
 from rlx_assets.lib.scan import format_ns
-from rlx_assets.lib.vendor import sha256_file
 
 PASSED = "SUCCEEDED"
 

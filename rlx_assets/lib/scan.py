@@ -1,28 +1,22 @@
-"""One streaming pass over a vendor day: normalise it, write it, and measure it.
+"""What the checks measure in a day, accumulated batch by batch: `DayScan`.
 
-A single polars scan of the raw parquet file feeds two sinks at once: `sink_parquet`
-writes the normalised data, and `sink_batches` hands the same ordered batches to a
-`DayScan` that accumulates everything the checks need (row counts, time bounds,
-sortedness, holes, bad values, schema problems). Memory stays at a few batches whatever
-the size of the day.
+Ordered batches of the normalised day go through a `DayScan`, which accumulates
+everything the checks need (row counts, time bounds, sortedness, holes, bad values,
+schema problems) without keeping the data: memory is a batch or two whatever the size of
+the day. The row-level rules are polars expressions evaluated per batch.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
-import io
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 import polars as pl
 
 from rlx_assets.lib.schemas import row_rules, structural_problems
-from rlx_assets.lib.tables import BOOK_LEVELS, RENAMES, TIME_COLUMNS, TableSpec
+from rlx_assets.lib.tables import BOOK_LEVELS
 
-# Rows per batch handed to the checks; wide tables (book: 83 columns) get fewer rows.
-BATCH_CELLS = 6_000_000
 SAMPLE = 5  # offending timestamps kept as evidence per problem
 
 
@@ -36,22 +30,6 @@ def day_start_ns(day: dt.date) -> int:
 def format_ns(ns: int | None) -> str | None:
     """ISO 8601 UTC with nanoseconds: 2024-01-02T00:00:00.004189123Z."""
     return None if ns is None else f"{np.datetime64(int(ns), 'ns')}Z"
-
-
-class UnreadableVendorFile(Exception):
-    """The vendor file is not readable parquet (truncated, corrupt)."""
-
-
-def _normalise(frame: pl.LazyFrame, schema: pl.Schema) -> pl.LazyFrame:
-    """lakeapi's names, UTC nanosecond times, plain strings; leave anything odd for `schema`."""
-    frame = frame.rename({k: v for k, v in RENAMES.items() if k in schema})
-    casts = []
-    for raw, name in RENAMES.items():
-        if name in TIME_COLUMNS and raw in schema and schema[raw].is_integer():
-            casts.append(pl.col(name).cast(pl.Int64).cast(pl.Datetime("ns", "UTC")))
-    if "side" in schema and schema["side"] in (pl.Categorical, pl.Enum):
-        casts.append(pl.col("side").cast(pl.String))
-    return frame.with_columns(casts) if casts else frame
 
 
 def _numeric(schema: pl.Schema, name: str) -> bool:
@@ -162,7 +140,6 @@ class DayScan:
     outside_day: Problem = field(default_factory=lambda: Problem("temporal_continuity"))
     largest_gap_ns: int = 0
     largest_gap_after: int | None = None
-    error: str | None = None
     output_sha256: str = ""  # of the normalised file written by the pass
     output_bytes: int = 0
     _rules: dict[str, pl.Expr] = field(default_factory=dict, repr=False)
@@ -202,14 +179,8 @@ class DayScan:
             self.problems[label] = Problem(check)
             self._rules[label] = expr
 
-    def __call__(self, batch: pl.DataFrame) -> None:
-        """`sink_batches` callback; never raises (an exception would be lost in polars)."""
-        try:
-            self._add(batch)
-        except Exception as exc:  # noqa: BLE001 - reported through `error`, then raised
-            self.error = self.error or f"{type(exc).__name__}: {exc}"
-
-    def _add(self, batch: pl.DataFrame) -> None:
+    def add(self, batch: pl.DataFrame) -> None:
+        """Account for the next batch of the day, in file order."""
         if batch.height == 0:
             return
         if self._rules:
@@ -272,48 +243,3 @@ class DayScan:
             steps[0] = seq[0] - self._last_sequence
         self.sequence_decreases += int((steps < 0).sum())
         self._last_sequence = seq[-1]
-
-
-def scan_day(raw_path: Path, spec: TableSpec, day: dt.date, out_path: Path) -> DayScan:
-    """Normalise `raw_path` into `out_path` (parquet) and measure it, in one pass."""
-    try:
-        frame = pl.scan_parquet(raw_path)
-        raw_schema = frame.collect_schema()
-    except Exception as exc:  # polars raises several types for a corrupt footer
-        raise UnreadableVendorFile(f"{raw_path.name}: {exc}") from exc
-    frame = _normalise(frame, raw_schema)
-    scan = DayScan(spec.name, day)
-    scan.prepare(frame.collect_schema())
-    width = max(1, len(scan.columns))
-    try:
-        with open(out_path, "wb") as handle:
-            output = HashingWriter(handle)
-            pl.collect_all(
-                [
-                    frame.sink_parquet(output, compression="snappy", lazy=True),
-                    frame.sink_batches(scan, chunk_size=max(10_000, BATCH_CELLS // width),
-                                       lazy=True),
-                ],
-                engine="streaming",
-            )
-    except (pl.exceptions.ComputeError, OSError) as exc:
-        raise UnreadableVendorFile(f"{raw_path.name}: {exc}") from exc
-    if scan.error:
-        raise RuntimeError(f"measuring {spec.name} {day} failed: {scan.error}")
-    scan.output_sha256, scan.output_bytes = output.digest.hexdigest(), output.size
-    return scan
-
-
-class HashingWriter(io.RawIOBase):
-    """A file wrapper that hashes what is written: the output's sha256 without a re-read."""
-
-    def __init__(self, handle: io.BufferedWriter) -> None:
-        self.handle, self.digest, self.size = handle, hashlib.sha256(), 0
-
-    def writable(self) -> bool:
-        return True
-
-    def write(self, data) -> int:
-        self.digest.update(data)
-        self.size += len(data)
-        return self.handle.write(data)

@@ -8,7 +8,6 @@ act on is one of the `VendorError`s below, with a sentence that says what to do.
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import http.client
 import os
 import threading
@@ -21,13 +20,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Protocol
 
+from rlx_assets.lib.hashing import CHUNK_BYTES, StreamHash
 from rlx_assets.lib.instruments import Instrument
 from rlx_assets.lib.retry import Backoff
+from rlx_assets.lib.writeback import WritebackFile
 
 VENDOR_BUCKET = "qnt.data"
 VENDOR_PREFIX = "market-data/cryptofeed"
 SAMPLE_BUCKET = "sample.crypto.lake"
-CHUNK_BYTES = 8 * 1024 * 1024
 CREDENTIAL_VARIABLES = "aws_access_key_id and aws_secret_access_key (or AWS_ACCESS_KEY_ID " \
                        "and AWS_SECRET_ACCESS_KEY)"
 
@@ -462,6 +462,8 @@ class Download:
     seconds: float
     attempts: int
     reused: bool = False
+    # The hash states near the end of the file, when it was hashed as it arrived.
+    stream: StreamHash | None = None
 
     @property
     def megabytes_per_second(self) -> float:
@@ -486,15 +488,15 @@ def download(
     part = dest.with_name(f".{dest.name}.{os.getpid()}.part")
     attempts = 0
 
-    def attempt() -> tuple[int, str]:
+    def attempt() -> tuple[int, StreamHash]:
         nonlocal attempts
         attempts += 1
-        digest, size = hashlib.sha256(), 0
+        digest, size = StreamHash(), 0
         # Hash each chunk on a second thread while the next one is read and the last one
         # written (hashlib releases the GIL): on two cores the hash costs almost nothing.
         with translate_errors(source.description), source.open(obj) as body, \
-                open(part, "wb") as out, ThreadPoolExecutor(1) as hasher:
-            pending = None
+                open(part, "wb") as handle, ThreadPoolExecutor(1) as hasher:
+            out, pending = WritebackFile(handle), None
             while chunk := body.read(CHUNK_BYTES):
                 if pending is not None:
                     pending.result()
@@ -505,14 +507,14 @@ def download(
                 pending.result()
         if size != obj.size:
             raise TruncatedDownload(f"{obj.location}: received {size:,} of {obj.size:,} bytes")
-        return size, digest.hexdigest()
+        return size, digest
 
     def on_retry(n: int, exc: BaseException, wait: float) -> None:
         log(f"Download attempt {n} of {obj.location} failed ({exc}); retrying in {wait:.1f} s.")
 
     started = time.perf_counter()
     try:
-        size, sha = backoff.run(attempt, lambda e: getattr(e, "retriable", False), on_retry)
+        size, digest = backoff.run(attempt, lambda e: getattr(e, "retriable", False), on_retry)
     except BaseException as exc:
         part.unlink(missing_ok=True)
         if isinstance(exc, TransientVendorError):
@@ -521,12 +523,5 @@ def download(
             ) from exc
         raise
     os.replace(part, dest)
-    return Download(dest, size, sha, time.perf_counter() - started, attempts)
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while chunk := handle.read(CHUNK_BYTES):
-            digest.update(chunk)
-    return digest.hexdigest()
+    return Download(dest, size, digest.hexdigest(), time.perf_counter() - started, attempts,
+                    stream=digest)

@@ -1,0 +1,160 @@
+"""A vendor day into its normalised file, measured on the way: `normalise_day`.
+
+Normalising means lakeapi's column names and UTC nanosecond times. For a flat vendor file
+with plain int64 times (the normal case) that is a footer rewrite (`parquet_footer`): the
+normalised file is the vendor's data pages under a new footer, copied on a second thread
+while the day is decoded once for the checks. Any other file is decoded, normalised and
+re-encoded by polars, then measured from what was written.
+
+Memory is bounded by design: the day is read in slices of whole row groups (about
+`BATCH_CELLS` values each), one slice decoding while the checks run on the one before.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import io
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import polars as pl
+
+from rlx_assets.lib.hashing import CHUNK_BYTES, StreamHash
+from rlx_assets.lib.parquet_footer import Footer, footer_tail, plan_rewrite, read_footer
+from rlx_assets.lib.scan import DayScan
+from rlx_assets.lib.tables import RENAMES, TIME_COLUMNS, TableSpec
+from rlx_assets.lib.writeback import WritebackFile
+
+BATCH_CELLS = 6_000_000  # values per slice handed to the checks (rows x columns)
+
+
+class UnreadableVendorFile(Exception):
+    """The vendor file is not readable parquet (truncated, corrupt)."""
+
+
+def normalise_frame(frame: pl.LazyFrame, schema: pl.Schema) -> pl.LazyFrame:
+    """lakeapi's names, UTC nanosecond times, plain strings; leave anything odd for `schema`."""
+    frame = frame.rename({k: v for k, v in RENAMES.items() if k in schema})
+    casts = []
+    for raw, name in RENAMES.items():
+        if name in TIME_COLUMNS and raw in schema and schema[raw].is_integer():
+            casts.append(pl.col(name).cast(pl.Int64).cast(pl.Datetime("ns", "UTC")))
+    if "side" in schema and schema["side"] in (pl.Categorical, pl.Enum):
+        casts.append(pl.col("side").cast(pl.String))
+    return frame.with_columns(casts) if casts else frame
+
+
+def normalise_day(raw_path: Path, spec: TableSpec, day: dt.date, out_path: Path,
+                  raw_hash: StreamHash | None = None) -> DayScan:
+    """Write the normalised day to `out_path` and return its measurements, including the
+    output's sha256 and size. `raw_hash` (the download's) makes that hash nearly free."""
+    try:
+        frame = pl.scan_parquet(raw_path)
+        raw_schema = frame.collect_schema()
+        footer = read_footer(raw_path)
+    except Exception as exc:  # polars raises several types for a corrupt footer
+        raise UnreadableVendorFile(f"{raw_path.name}: {exc}") from exc
+    frame = normalise_frame(frame, raw_schema)
+    scan = DayScan(spec.name, day)
+    scan.prepare(frame.collect_schema())
+    new_footer = plan_rewrite(footer, RENAMES, TIME_COLUMNS)
+    try:
+        if new_footer is None:
+            sha256, size = _reencode(frame, out_path)
+            measure(pl.scan_parquet(out_path), scan, read_footer(out_path))
+        else:
+            prefix = raw_hash.prefix(raw_path, footer.start) if raw_hash else None
+            with ThreadPoolExecutor(1) as copier:
+                copied = copier.submit(_copy_with_footer, raw_path, footer.start,
+                                       footer_tail(new_footer), out_path, prefix)
+                measure(frame, scan, footer)
+                sha256, size = copied.result()
+            if pl.scan_parquet(out_path).collect_schema() != frame.collect_schema():
+                raise RuntimeError(f"the rewritten footer of {raw_path.name} does not read back "
+                                   "as the normalised schema; please report this file")
+    except (pl.exceptions.ComputeError, OSError) as exc:
+        raise UnreadableVendorFile(f"{raw_path.name}: {exc}") from exc
+    scan.output_sha256, scan.output_bytes = sha256, size
+    return scan
+
+
+def row_slices(footer: Footer, columns: int) -> Iterator[tuple[int, int]]:
+    """(offset, rows) covering the file in order, each about BATCH_CELLS values: runs of
+    whole row groups, and a row group larger than that cut into even pieces (polars then
+    decodes only the pages a piece needs, so memory stays bounded for any layout)."""
+    target = max(10_000, BATCH_CELLS // max(1, columns))
+    start = rows = 0
+    for count in footer.row_group_rows:
+        if count > target:
+            if rows:
+                yield start, rows
+                start, rows = start + rows, 0
+            pieces = -(-count // target)
+            for i in range(pieces):
+                first, last = count * i // pieces, count * (i + 1) // pieces
+                yield start + first, last - first
+            start += count
+            continue
+        rows += count
+        if rows >= target:
+            yield start, rows
+            start, rows = start + rows, 0
+    if rows:
+        yield start, rows
+
+
+def measure(frame: pl.LazyFrame, scan: DayScan, footer: Footer) -> None:
+    """Feed `frame` to `scan` slice by slice, decoding the next slice meanwhile."""
+    with ThreadPoolExecutor(1) as reader:
+        pending = None
+        for offset, rows in row_slices(footer, len(scan.columns)):
+            upcoming = reader.submit(frame.slice(offset, rows).collect)
+            if pending is not None:
+                scan.add(pending.result())
+            pending = upcoming
+        if pending is not None:
+            scan.add(pending.result())
+
+
+def _reencode(frame: pl.LazyFrame, out_path: Path) -> tuple[str, int]:
+    """The general path: polars writes the normalised frame (streaming), hashed as written."""
+    with open(out_path, "wb") as handle:
+        output = HashingWriter(handle)
+        frame.sink_parquet(output, compression="snappy", engine="streaming")
+    return output.digest.hexdigest(), output.size
+
+
+def _copy_with_footer(raw_path: Path, data_bytes: int, tail: bytes, out_path: Path,
+                      prefix: hashlib._Hash | None) -> tuple[str, int]:
+    """Write raw_path's first `data_bytes` bytes and then `tail` to out_path; return the
+    output's sha256 (continuing `prefix`, the state after those bytes, when given)."""
+    digest = prefix or hashlib.sha256()
+    with open(raw_path, "rb") as src, open(out_path, "wb") as handle:
+        dst, remaining = WritebackFile(handle), data_bytes
+        while remaining and (chunk := src.read(min(remaining, CHUNK_BYTES))):
+            if prefix is None:
+                digest.update(chunk)
+            dst.write(chunk)
+            remaining -= len(chunk)
+        if remaining:
+            raise OSError(f"{raw_path.name} shrank while it was copied")
+        dst.write(tail)
+    digest.update(tail)
+    return digest.hexdigest(), data_bytes + len(tail)
+
+
+class HashingWriter(io.RawIOBase):
+    """A file wrapper that hashes what is written: the output's sha256 without a re-read."""
+
+    def __init__(self, handle: io.BufferedWriter) -> None:
+        self.handle, self.digest, self.size = handle, hashlib.sha256(), 0
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data) -> int:
+        self.digest.update(data)
+        self.size += len(data)
+        return self.handle.write(data)

@@ -1,0 +1,180 @@
+"""Normalise a vendor parquet file by rewriting its footer only: no decode, no re-encode.
+
+Normalising a vendor day means renaming four columns and declaring the two int64 time
+columns as UTC nanosecond timestamps. In parquet both live in the footer alone: the
+column chunks (the data pages) hold the same bytes either way. So the ready file is the
+vendor file's bytes up to its footer, followed by a new footer in which
+
+- the renamed columns carry their new names (schema elements and column chunk paths),
+- `timestamp`/`receipt_timestamp` (plain or INT(64, signed) int64) become
+  TIMESTAMP(isAdjustedToUTC=true, NANOS), the type polars and pyarrow write for
+  `Datetime("ns", "UTC")`; min/max statistics of int64 stay valid as they are,
+- the `ARROW:schema` and `pandas` key-value entries, which still name the old columns,
+  are dropped (readers then take types from the parquet schema).
+
+Only flat files whose time columns are plain int64 qualify (`plan_rewrite` returns None
+otherwise); anything else takes the general decode/encode path.
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+from dataclasses import dataclass
+from pathlib import Path
+
+from rlx_assets.lib.thrift_compact import (
+    BINARY,
+    BOOL,
+    LIST,
+    STRUCT,
+    List,
+    Struct,
+    ThriftError,
+    decode_struct,
+    encode_struct,
+)
+
+MAGIC = b"PAR1"
+INT64 = 2  # parquet physical type
+INT_64 = 18  # converted type of a signed 64-bit integer
+STALE_METADATA_KEYS = {b"ARROW:schema", b"pandas"}
+
+# FileMetaData, SchemaElement, RowGroup, ColumnChunk, ColumnMetaData, KeyValue field ids
+# (parquet-format's parquet.thrift).
+FMD_SCHEMA, FMD_ROW_GROUPS, FMD_KEY_VALUES = 2, 4, 5
+SE_TYPE, SE_NAME, SE_CHILDREN, SE_CONVERTED, SE_LOGICAL = 1, 4, 5, 6, 10
+RG_COLUMNS, RG_NUM_ROWS = 1, 3
+CC_FILE_PATH, CC_META = 1, 3
+CMD_PATH = 3
+KV_KEY = 1
+LOGICAL_INTEGER, LOGICAL_TIMESTAMP = 10, 8
+INT_SIGNED = 2
+TIMESTAMP_UTC, TIMESTAMP_UNIT, UNIT_NANOS = 1, 2, 3
+
+
+class NotParquet(ValueError):
+    """The file has no readable parquet footer (truncated, corrupt, encrypted)."""
+
+
+@dataclass(frozen=True)
+class Footer:
+    start: int  # offset of the footer: the data region is bytes [0, start)
+    metadata: Struct
+
+    @property
+    def row_group_rows(self) -> list[int]:
+        groups = self.metadata.get(FMD_ROW_GROUPS, (LIST, List(STRUCT)))[1].values
+        return [group.get(RG_NUM_ROWS, (0, 0))[1] for group in groups]
+
+
+def read_footer(path: Path) -> Footer:
+    """The decoded footer of the parquet file at `path`."""
+    with open(path, "rb") as handle:
+        size = os.fstat(handle.fileno()).st_size
+        if size < 12:
+            raise NotParquet(f"{path.name} is {size} bytes, too short for parquet")
+        handle.seek(size - 8)
+        tail = handle.read(8)
+        length = struct.unpack("<I", tail[:4])[0]
+        if tail[4:] != MAGIC:
+            raise NotParquet(f"{path.name} does not end in PAR1 (truncated or encrypted)")
+        start = size - 8 - length
+        if start < 4:
+            raise NotParquet(f"{path.name} has a footer length past its start")
+        handle.seek(start)
+        raw = handle.read(length)
+    try:
+        metadata, end = decode_struct(raw)
+    except ThriftError as exc:
+        raise NotParquet(f"{path.name}: unreadable footer ({exc})") from exc
+    if end != length:
+        raise NotParquet(f"{path.name}: footer is {length} bytes but decodes to {end}")
+    return Footer(start, metadata)
+
+
+def _leaves(metadata: Struct) -> list[Struct] | None:
+    """The leaf columns of a flat schema, or None for a nested or malformed one."""
+    elements = metadata.get(FMD_SCHEMA, (LIST, List(STRUCT)))[1].values
+    if not elements:
+        return None
+    root, leaves = elements[0], elements[1:]
+    if root.get(SE_CHILDREN, (0, -1))[1] != len(leaves):
+        return None
+    if any(SE_CHILDREN in leaf or SE_NAME not in leaf for leaf in leaves):
+        return None
+    return leaves
+
+
+def _plain_int64(leaf: Struct) -> bool:
+    if leaf.get(SE_TYPE, (0, None))[1] != INT64:
+        return False
+    converted = leaf.get(SE_CONVERTED, (0, INT_64))[1]
+    logical = leaf.get(SE_LOGICAL, (STRUCT, None))[1]
+    if logical is not None:
+        integer = logical.get(LOGICAL_INTEGER, (STRUCT, None))[1]
+        if integer is None or not integer.get(INT_SIGNED, (BOOL, False))[1]:
+            return False
+    return converted == INT_64
+
+
+def _utc_nanos() -> Struct:
+    unit = {UNIT_NANOS: (STRUCT, {})}
+    timestamp = {TIMESTAMP_UTC: (BOOL, True), TIMESTAMP_UNIT: (STRUCT, unit)}
+    return {LOGICAL_TIMESTAMP: (STRUCT, timestamp)}
+
+
+def plan_rewrite(footer: Footer, renames: dict[str, str],
+                 timestamp_columns: tuple[str, ...]) -> bytes | None:
+    """The new footer (thrift bytes) of the normalised file, or None if the file does not
+    qualify: nested, columns stored elsewhere, a time column that is not plain int64, or a
+    rename that would collide with an existing column."""
+    metadata = footer.metadata
+    leaves = _leaves(metadata)
+    if leaves is None:
+        return None
+    names = [leaf[SE_NAME][1].decode("utf-8", "replace") for leaf in leaves]
+    new_names = [renames.get(n, n) for n in names]
+    if len(set(new_names)) != len(new_names):
+        return None
+    edited = dict(metadata)
+    new_leaves = []
+    for leaf, old, new in zip(leaves, names, new_names, strict=True):
+        leaf = dict(leaf)
+        leaf[SE_NAME] = (BINARY, new.encode())
+        if new in timestamp_columns and old != new:
+            if not _plain_int64(leaf):
+                return None
+            leaf.pop(SE_CONVERTED, None)
+            leaf[SE_LOGICAL] = (STRUCT, _utc_nanos())
+        new_leaves.append(leaf)
+    root = metadata[FMD_SCHEMA][1].values[0]
+    edited[FMD_SCHEMA] = (LIST, List(STRUCT, [root, *new_leaves]))
+    by_old = dict(zip(names, new_names, strict=True))
+    groups = []
+    for group in metadata.get(FMD_ROW_GROUPS, (LIST, List(STRUCT)))[1].values:
+        chunks = []
+        for chunk in group[RG_COLUMNS][1].values:
+            if CC_FILE_PATH in chunk or CC_META not in chunk:
+                return None
+            meta = dict(chunk[CC_META][1])
+            path = [p.decode("utf-8", "replace") for p in meta[CMD_PATH][1].values]
+            if len(path) != 1 or path[0] not in by_old:
+                return None
+            meta[CMD_PATH] = (LIST, List(BINARY, [by_old[path[0]].encode()]))
+            chunks.append({**chunk, CC_META: (STRUCT, meta)})
+        groups.append({**group, RG_COLUMNS: (LIST, List(STRUCT, chunks))})
+    edited[FMD_ROW_GROUPS] = (LIST, List(STRUCT, groups))
+    if FMD_KEY_VALUES in metadata:
+        kept = [kv for kv in metadata[FMD_KEY_VALUES][1].values
+                if kv.get(KV_KEY, (BINARY, b""))[1] not in STALE_METADATA_KEYS]
+        if kept:
+            edited[FMD_KEY_VALUES] = (LIST, List(STRUCT, kept))
+        else:
+            del edited[FMD_KEY_VALUES]
+    return encode_struct(edited)
+
+
+def footer_tail(footer_bytes: bytes) -> bytes:
+    """What follows the data region: the footer, its length and the magic."""
+    return footer_bytes + struct.pack("<I", len(footer_bytes)) + MAGIC
