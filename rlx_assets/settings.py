@@ -20,6 +20,7 @@ DEFAULT_SOURCE = "./demo_lake"
 DEFAULT_LAKE_ROOT = "./data"
 DEFAULT_INSTRUMENTS = "BINANCE:BTC-USDT"
 DEFAULT_START = "2024-01-01"
+DEFAULT_DAYS_PER_RUN = 10  # days a backfill run covers; see the README's "Backfills"
 SOURCE_KINDS = ("lakeapi", "sample", "s3://bucket/prefix", "a local directory or file:// URL")
 
 
@@ -92,6 +93,14 @@ def _number(env: Mapping[str, str], name: str, default: float, integer: bool = F
     return value
 
 
+def _days_per_run(env: Mapping[str, str]) -> int:
+    days = int(_number(env, "RLX_BACKFILL_DAYS_PER_RUN", DEFAULT_DAYS_PER_RUN, integer=True))
+    if days < 1:
+        raise ConfigError(f"RLX_BACKFILL_DAYS_PER_RUN={days} must be at least 1 (one day per "
+                          "backfill run).")
+    return days
+
+
 def _max_gaps(text: str, instruments: list[Instrument]) -> dict[tuple[str, str], float]:
     """`book=120,BINANCE:ETH-USDT/trades=1800` -> {(instrument or '*', table): seconds}."""
     gaps: dict[tuple[str, str], float] = {}
@@ -123,6 +132,7 @@ class Settings:
     step_retries: int = 3
     retry_delay_seconds: float = 10.0
     automation_interval_seconds: int = 30
+    backfill_days_per_run: int = DEFAULT_DAYS_PER_RUN
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -147,7 +157,8 @@ class Settings:
                    step_retries=int(_number(env, "RLX_STEP_RETRIES", 3, integer=True)),
                    retry_delay_seconds=_number(env, "RLX_RETRY_DELAY_SECONDS", 10.0),
                    automation_interval_seconds=int(
-                       _number(env, "RLX_AUTOMATION_INTERVAL_SECONDS", 30, integer=True)))
+                       _number(env, "RLX_AUTOMATION_INTERVAL_SECONDS", 30, integer=True)),
+                   backfill_days_per_run=_days_per_run(env))
 
     def max_gap_seconds(self, instrument: Instrument, table: str) -> float:
         for scope in (str(instrument), "*"):

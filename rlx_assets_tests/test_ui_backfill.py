@@ -41,6 +41,7 @@ TABLES = ("trades", "book", "book_delta_v2")
 DAYS = [dt.date(2024, 1, 1), dt.date(2024, 1, 2), dt.date(2024, 1, 3)]
 DAY_KEYS = [d.isoformat() for d in DAYS]
 BAD_TABLE, BAD_DAY = "trades", dt.date(2024, 1, 2)
+DAYS_PER_RUN = 2
 PREFIX = ["binance", "btc_usdt"]
 CERTIFICATE = [*PREFIX, "certificate"]
 BACKFILL_TIMEOUT = 240.0
@@ -297,6 +298,7 @@ def test_ui_backfill_records_check_status_per_partition(
         "RLX_END_DATE": DAY_KEYS[-1],
         "RLX_STEP_RETRIES": "0",
         "RLX_RETRY_DELAY_SECONDS": "0",
+        "RLX_BACKFILL_DAYS_PER_RUN": str(DAYS_PER_RUN),
     }
     record: dict[str, Any] = {}
 
@@ -307,17 +309,18 @@ def test_ui_backfill_records_check_status_per_partition(
         servers.start_daemon()
         first = wait_for_backfill(servers, first_id)
         record["first"] = backfill_summary(servers, first, len(DAYS), len(TABLES))
-        # No backfill policy: the backfill makes one run per partition key, each run holding
-        # every selected asset with that key; no partition-range runs (which would store check
-        # results without a partition).
-        assert record["first"]["runs"] == len(DAYS), record
-        assert record["first"]["assets_per_run"] == [len(TABLES)] * len(DAYS), record
+        # The backfill policy groups days: 2024-01-01..02 in one run (holding the bad day,
+        # so that run fails), 2024-01-03 in another; each run holds every selected table.
+        # Check results still carry their partitions (asserted below and at the end).
+        assert record["first"]["runs"] == 2, record
+        assert record["first"]["assets_per_run"] == [len(TABLES)] * 2, record
+        ranges = {}
         for run in backfill_runs(servers, first_id):
             tags = {t["key"]: t["value"] for t in run["tags"]}
-            assert tags.get("dagster/partition") in DAY_KEYS, (run, record)
-            assert "dagster/asset_partition_range_start" not in tags, (run, record)
-            failed = tags["dagster/partition"] == BAD_DAY.isoformat()
-            assert run["status"] == ("FAILURE" if failed else "SUCCESS"), (run, record)
+            start, end = (tags.get(f"dagster/asset_partition_range_{e}") for e in ("start", "end"))
+            ranges[(start, end)] = run["status"]
+        assert ranges == {(DAY_KEYS[0], DAY_KEYS[1]): "FAILURE",
+                          (DAY_KEYS[2], DAY_KEYS[2]): "SUCCESS"}, (ranges, record)
         record["ui_first"] = assert_ui_statuses(servers, fixed=False)
         # A failing blocking check fails its run, yet the partition counts as materialised,
         # so the backfill as a whole ends COMPLETED_SUCCESS: only the check status tells.

@@ -1,4 +1,10 @@
-"""Table assets: one per (instrument, table), daily partitions, checks from the same pass."""
+"""Table assets: one per (instrument, table), daily partitions, checks from the same pass.
+
+A run covers one day or, in a backfill, a range of days (`BackfillPolicy.multi_run`):
+the per-run cost of a Dagster run (process start, code load, bookkeeping) is then paid
+once per range instead of once per day. Each day is recorded as soon as it is done, with
+its own metadata and per-partition check results (`day_events`).
+"""
 
 
 import datetime as dt
@@ -9,6 +15,7 @@ from contextlib import contextmanager
 import dagster as dg
 from pydantic import Field
 
+from rlx_assets.defs.day_events import check_outputs, days_recorded_by_this_run, record_day
 from rlx_assets.defs.records import latest_materializations
 from rlx_assets.defs.resources import CryptoLakeResource, LakeResource
 from rlx_assets.lib.checks import (
@@ -17,10 +24,10 @@ from rlx_assets.lib.checks import (
     TRAILING_DAYS,
     WARNING_CHECKS,
 )
-from rlx_assets.lib.ingest import PartitionResult, ingest_partition
+from rlx_assets.lib.ingest import ingest_partition
 from rlx_assets.lib.instruments import Instrument
 from rlx_assets.lib.lake import LakeError
-from rlx_assets.lib.scan import UnreadableVendorFile, format_ns
+from rlx_assets.lib.normalise import UnreadableVendorFile
 from rlx_assets.lib.tables import TableSpec
 from rlx_assets.lib.vendor import VendorError
 from rlx_assets.settings import Settings
@@ -60,43 +67,15 @@ def earlier_days(context: dg.AssetExecutionContext, day: dt.date) -> tuple[int |
     return (int(previous) if previous is not None else None), rows
 
 
-def partition_metadata(result: PartitionResult) -> dict[str, object]:
-    scan = result.scan
-    return {
-        "dagster/row_count": scan.rows,
-        "first_origin_time": format_ns(scan.first_time),
-        "last_origin_time": format_ns(scan.last_time),
-        "first_origin_time_ns": scan.first_time,
-        "last_origin_time_ns": scan.last_time,
-        "zone": "ready" if result.passed else "quarantine",
-        "path": dg.MetadataValue.path(str(result.path)),
-        "sha256": result.sha256,
-        "bytes": result.size,
-        "vendor_object": result.vendor.location,
-        "vendor_bytes": result.raw.size,
-        "vendor_sha256": result.raw.sha256,
-        "vendor_version": result.vendor.version,
-        "raw_reused": result.raw.reused,
-        "download_attempts": result.raw.attempts,
-        "download_mb_per_s": round(result.raw.megabytes_per_second, 2),
-        "seconds": round(result.seconds, 3),
-        "dagster/column_schema": dg.TableSchema(
-            columns=[dg.TableColumn(name, dtype) for name, dtype in scan.columns.items()]
-        ),
-    }
-
-
-def check_results(result: PartitionResult) -> list[dg.AssetCheckResult]:
-    return [
-        dg.AssetCheckResult(
-            check_name=o.name,
-            passed=o.passed,
-            severity=dg.AssetCheckSeverity.ERROR if o.blocking else dg.AssetCheckSeverity.WARN,
-            description=o.description,
-            metadata=o.metadata,
-        )
-        for o in result.outcomes
-    ]
+def failed_days_failure(failed: dict[str, dg.Failure], total: int) -> dg.Failure:
+    """One failure for the days of a range that could not be done (the others are recorded)."""
+    lines = "\n".join(f"- {day}: {failure.description}" for day, failure in sorted(failed.items()))
+    return dg.Failure(
+        description=f"{len(failed)} of {total} days failed (the other days are recorded; "
+                    f"re-run these days once fixed):\n{lines}",
+        metadata={"failed_days": sorted(failed)},
+        allow_retries=any(f.allow_retries for f in failed.values()),
+    )
 
 
 class TableConfig(dg.Config):
@@ -116,56 +95,73 @@ def build_table_asset(
     key = table_key(instrument, spec.name)
     max_gap = settings.max_gap_seconds(instrument, spec.name)
     with warnings.catch_warnings():
-        # Partitioned check specs are "preview" in 1.13; we rely on them deliberately (their
-        # per-partition results are what the certificate and the UI read).
+        # Partitioned check specs are "preview" and backfill policies "beta" in 1.13; we rely
+        # on both deliberately (per-partition check results are what the certificate and the
+        # UI read; ranged backfill runs are what keep a year's backfill cheap).
         warnings.simplefilter("ignore", dg.PreviewWarning)
+        warnings.simplefilter("ignore", dg.BetaWarning)
         check_specs = [
             dg.AssetCheckSpec(name, asset=key, blocking=name in BLOCKING_CHECKS,
                               partitions_def=partitions, description=CHECK_DESCRIPTIONS[name])
             for name in (*BLOCKING_CHECKS, *WARNING_CHECKS[spec.name])
         ]
+        table_asset = dg.asset(
+            key=key,
+            partitions_def=partitions,
+            check_specs=check_specs,
+            output_required=False,  # each day is recorded by `record_day` as it completes
+            backfill_policy=dg.BackfillPolicy.multi_run(settings.backfill_days_per_run),
+            pool=POOL,
+            retry_policy=dg.RetryPolicy(
+                max_retries=settings.step_retries,
+                delay=settings.retry_delay_seconds,
+                backoff=dg.Backoff.EXPONENTIAL,
+                jitter=dg.Jitter.PLUS_MINUS,
+            ),
+            group_name=instrument.slug,
+            kinds={"parquet", "polars"},
+            description=f"{spec.description} {instrument}, one UTC day per partition, from "
+                        f"Crypto Lake. Max hole {max_gap:,.0f} s.",
+            metadata={"instrument": str(instrument), "table": spec.name,
+                      "max_gap_seconds": max_gap},
+        )
 
-    @dg.asset(
-        key=key,
-        partitions_def=partitions,
-        check_specs=check_specs,
-        pool=POOL,
-        retry_policy=dg.RetryPolicy(
-            max_retries=settings.step_retries,
-            delay=settings.retry_delay_seconds,
-            backoff=dg.Backoff.EXPONENTIAL,
-            jitter=dg.Jitter.PLUS_MINUS,
-        ),
-        group_name=instrument.slug,
-        kinds={"parquet", "polars"},
-        description=f"{spec.description} {instrument}, one UTC day per partition, from Crypto "
-                    f"Lake. Max hole {max_gap:,.0f} s.",
-        metadata={"instrument": str(instrument), "table": spec.name,
-                  "max_gap_seconds": max_gap},
-    )
+    @table_asset
     def _table(
         context: dg.AssetExecutionContext,
         config: TableConfig,
         crypto_lake: CryptoLakeResource,
         lake: LakeResource,
-    ) -> dg.MaterializeResult:
-        day = dt.date.fromisoformat(context.partition_key)
-        previous_last, trailing_rows = earlier_days(context, day)
+    ) -> Iterator[dg.AssetMaterialization | dg.AssetCheckEvaluation | dg.Output]:
+        days = context.partition_keys
+        done = days_recorded_by_this_run(context, key) if context.retry_number else set()
         with vendor_failures():
-            result = ingest_partition(
-                None if config.from_raw else crypto_lake.vendor(), lake.lake(), spec,
-                instrument, day, crypto_lake.backoff(), max_gap, previous_last,
-                log=context.log.info, from_raw=config.from_raw, trailing_rows=trailing_rows,
-            )
-        verdict = "passed" if result.passed else "FAILED: " + ", ".join(
-            o.name for o in result.outcomes if o.blocking and not o.passed)
-        warnings_ = [o.name for o in result.outcomes if not o.blocking and not o.passed]
-        if warnings_:
-            verdict += f" (warnings: {', '.join(warnings_)})"
-        context.log.info(f"{spec.name} {instrument} {day}: {result.scan.rows:,} rows, checks "
-                         f"{verdict}; written to {result.path}.")
-        return dg.MaterializeResult(metadata=partition_metadata(result),
-                                    check_results=check_results(result))
+            source = None if config.from_raw else crypto_lake.vendor()
+        failed: dict[str, dg.Failure] = {}
+        for n, partition in enumerate(days, 1):
+            if partition in done:
+                continue
+            day = dt.date.fromisoformat(partition)
+            previous_last, trailing_rows = earlier_days(context, day)
+            try:
+                with vendor_failures():
+                    result = ingest_partition(
+                        source, lake.lake(), spec, instrument, day, crypto_lake.backoff(),
+                        max_gap, previous_last, log=context.log.info, from_raw=config.from_raw,
+                        trailing_rows=trailing_rows)
+            except dg.Failure as failure:
+                if len(days) == 1:
+                    raise
+                context.log.error(f"[{n}/{len(days)}] {spec.name} {instrument} {day} failed: "
+                                  f"{failure.description}")
+                failed[partition] = failure
+                continue
+            context.log.info(f"[{n}/{len(days)}] {spec.name} {instrument} {day}: "
+                             f"{result.summary()}")
+            yield from record_day(context, key, partition, result)
+        yield from check_outputs(context)
+        if failed:
+            raise failed_days_failure(failed, len(days))
 
     return _table
 

@@ -9,10 +9,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from rlx_assets.lib.checks import CheckOutcome, evaluate
+from rlx_assets.lib.hashing import sha256_file
 from rlx_assets.lib.instruments import Instrument
 from rlx_assets.lib.lake import RAW, Lake
+from rlx_assets.lib.normalise import UnreadableVendorFile, normalise_day
 from rlx_assets.lib.retry import Backoff
-from rlx_assets.lib.scan import DayScan, UnreadableVendorFile, scan_day
+from rlx_assets.lib.scan import DayScan
 from rlx_assets.lib.tables import TableSpec
 from rlx_assets.lib.vendor import (
     Download,
@@ -21,7 +23,6 @@ from rlx_assets.lib.vendor import (
     VendorObject,
     VendorSource,
     download,
-    sha256_file,
 )
 
 Log = Callable[[str], None]
@@ -42,6 +43,15 @@ class PartitionResult:
     def passed(self) -> bool:
         """Every blocking check passed (WARN-level checks never block)."""
         return all(o.passed for o in self.outcomes if o.blocking)
+
+    def summary(self) -> str:
+        """One line for the run log: rows, verdict, warnings, where the data went."""
+        failed = [o.name for o in self.outcomes if o.blocking and not o.passed]
+        warned = [o.name for o in self.outcomes if not o.blocking and not o.passed]
+        verdict = "checks passed" if not failed else "checks FAILED: " + ", ".join(failed)
+        if warned:
+            verdict += f" (warnings: {', '.join(warned)})"
+        return f"{self.scan.rows:,} rows, {verdict}; written to {self.path}."
 
 
 def _manifest(raw_path: Path) -> Path:
@@ -120,7 +130,7 @@ def ingest_partition(
         log(f"Removed {stale.name} left in _staging/ by an earlier, interrupted attempt.")
     staged = lake.staging_file(spec.name, instrument, day)
     try:
-        scan = scan_day(raw.path, spec, day, staged)
+        scan = normalise_day(raw.path, spec, day, staged, raw.stream)
     except BaseException as exc:
         staged.unlink(missing_ok=True)  # a failed pass leaves nothing in _staging/
         if isinstance(exc, UnreadableVendorFile):
