@@ -238,6 +238,7 @@ def run_figures(instance: Any, record: Any) -> dict[str, Any]:
     last: dict[str, float] = {}
     data = 0.0
     materializations = 0
+    partitions: set[str] = set()
     for entry in logs:
         event = entry.dagster_event
         if event is None:
@@ -253,6 +254,7 @@ def run_figures(instance: Any, record: Any) -> dict[str, Any]:
             meta = event.event_specific_data.materialization.metadata
             data += float(meta["seconds"].value)
             materializations += 1
+            partitions.add(event.event_specific_data.materialization.partition)
     created = record.create_timestamp.timestamp()
     enqueued = first.get("PIPELINE_ENQUEUED", created)
     launched = stats.launch_time  # RUN_STARTING: dequeued and handed to the run launcher
@@ -264,7 +266,10 @@ def run_figures(instance: Any, record: Any) -> dict[str, Any]:
     process = first.get("process_started", started)
     return {
         "run_id": run.run_id,
-        "partition": run.tags.get("dagster/partition"),
+        "partition": run.tags.get("dagster/partition") or "{}..{}".format(
+            run.tags.get("dagster/asset_partition_range_start"),
+            run.tags.get("dagster/asset_partition_range_end")),
+        "days": len(partitions),
         "status": run.status.value,
         "assets": len(run.asset_selection or ()),
         "materializations": materializations,
@@ -322,10 +327,13 @@ def mean(values: list[float]) -> float:
 
 def summarise(runs: list[dict[str, Any]], backfill: dict[str, Any], launched_at: float,
               concurrency: int, days: int) -> dict[str, Any]:
+    # A run covers one or several days (the backfill policy groups them): per-day figures
+    # divide the runs' totals by the days they recorded.
     n = len(runs)
-    data = mean([r["data"] for r in runs])
-    run_wall = mean([r["run_wall"] for r in runs])
-    run_cost = mean([r["run_cost"] for r in runs])
+    run_days = sum(r["days"] for r in runs) or 1
+    data = sum(r["data"] for r in runs) / run_days
+    run_wall = sum(r["run_wall"] for r in runs) / run_days
+    run_cost = sum(r["run_cost"] for r in runs) / run_days
     first_launch = min(r["launched"] for r in runs)
     first_created = min(r["created"] for r in runs)
     last_created = max(r["created"] for r in runs)
@@ -334,13 +342,14 @@ def summarise(runs: list[dict[str, Any]], backfill: dict[str, Any], launched_at:
     span = last_end - first_launch
     busy = sum(r["run_cost"] for r in runs)
     phases = {k: mean([r["phases"][k] for r in runs]) for k in runs[0]["phases"]}
-    overhead_wall = mean([r["run_wall"] - r["data"] for r in runs])
-    overhead_cost = mean([r["run_cost"] - r["data"] for r in runs])
+    overhead_wall = run_wall - data
+    overhead_cost = run_cost - data
     first_runs = sorted(runs, key=lambda r: r["created"])[:concurrency]
     turnarounds = slot_turnarounds(runs, concurrency)
     return {
         "runs_created": n,
         "days": days,
+        "days_per_run": run_days / n,
         "asset_partitions": sum(r["materializations"] for r in runs),
         "run_statuses": sorted({r["status"] for r in runs}),
         "backfill_status": backfill["status"],
@@ -352,8 +361,10 @@ def summarise(runs: list[dict[str, Any]], backfill: dict[str, Any], launched_at:
         "execution_span_seconds": span,
         "completion_latency_seconds": backfill["endTimestamp"] - last_end,
         "mean_data_seconds_per_day": data,
-        "mean_run_wall_seconds": run_wall,
-        "mean_run_cost_seconds": run_cost,
+        "run_wall_seconds_per_day": run_wall,
+        "run_cost_seconds_per_day": run_cost,
+        "mean_run_wall_seconds": mean([r["run_wall"] for r in runs]),
+        "mean_run_cost_seconds": mean([r["run_cost"] for r in runs]),
         "mean_steps_seconds": mean([r["steps"] for r in runs]),
         "mean_creation_seconds": mean([r["creation"] for r in runs]),
         "mean_queued_seconds": mean([r["queued"] for r in runs]),
@@ -368,10 +379,10 @@ def summarise(runs: list[dict[str, Any]], backfill: dict[str, Any], launched_at:
         "overhead_share_of_run_wall": overhead_wall / run_wall,
         "overhead_per_day_run_cost": overhead_cost,
         "overhead_share_of_run_cost": overhead_cost / run_cost,
-        "slot_idle_seconds_per_day": (concurrency * span - busy) / n,
+        "slot_idle_seconds_per_day": (concurrency * span - busy) / run_days,
         "backfill_level_overhead_per_day": backfill_wall * concurrency / days - data,
-        "span_level_overhead_per_day": span * concurrency / n - data,
-        "span_seconds_per_day": span / n,
+        "span_level_overhead_per_day": span * concurrency / run_days - data,
+        "span_seconds_per_day": span / run_days,
         "mean_phase_seconds": phases,
     }
 
@@ -454,7 +465,7 @@ def print_report(figures: dict[str, Any]) -> None:
           f"({figures['config']['row_scale']:g}x {kind} rows), {c} concurrent runs")
     rows = [
         ("runs created", f"{s['runs_created']}", f"statuses {', '.join(s['run_statuses'])}; "
-         f"{s['asset_partitions']} asset partitions"),
+         f"{s['asset_partitions']} asset partitions, {s['days_per_run']:.1f} days per run"),
         ("backfill wall (launch -> end)", f"{s['backfill_wall_seconds']:.1f} s",
          f"status {s['backfill_status']}"),
         ("  pickup latency", f"{s['pickup_latency_seconds']:.1f} s",
@@ -467,9 +478,10 @@ def print_report(figures: dict[str, Any]) -> None:
          "last run ended -> backfill marked done (next daemon loop)"),
         ("data per day", f"{s['mean_data_seconds_per_day']:.2f} s",
          "sum of `seconds` metadata of the 3 tables"),
-        ("run wall (start -> end)", f"{s['mean_run_wall_seconds']:.2f} s", "mean per run"),
+        ("run wall (start -> end)", f"{s['mean_run_wall_seconds']:.2f} s",
+         f"mean per run; {s['run_wall_seconds_per_day']:.2f} s per day"),
         ("run cost (launch -> end)", f"{s['mean_run_cost_seconds']:.2f} s",
-         "adds process start + code load"),
+         f"adds process start + code load; {s['run_cost_seconds_per_day']:.2f} s per day"),
         ("overhead / day, run wall", f"{s['overhead_per_day_run_wall']:.2f} s",
          f"{s['overhead_share_of_run_wall']:.0%} of run wall"),
         ("overhead / day, run cost", f"{s['overhead_per_day_run_cost']:.2f} s",

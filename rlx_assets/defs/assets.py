@@ -15,7 +15,12 @@ from contextlib import contextmanager
 import dagster as dg
 from pydantic import Field
 
-from rlx_assets.defs.day_events import check_outputs, days_recorded_by_this_run, record_day
+from rlx_assets.defs.day_events import (
+    blocked_days,
+    check_outputs,
+    earlier_attempts,
+    record_day,
+)
 from rlx_assets.defs.records import latest_materializations
 from rlx_assets.defs.resources import CryptoLakeResource, LakeResource
 from rlx_assets.lib.checks import (
@@ -67,13 +72,16 @@ def earlier_days(context: dg.AssetExecutionContext, day: dt.date) -> tuple[int |
     return (int(previous) if previous is not None else None), rows
 
 
-def failed_days_failure(failed: dict[str, dg.Failure], total: int) -> dg.Failure:
-    """One failure for the days of a range that could not be done (the others are recorded)."""
+def failed_days_failure(failed: dict[str, dg.Failure], total: int,
+                        blocked: dict[str, list[str]]) -> dg.Failure:
+    """One failure for the days of a range that could not be done (the others are recorded),
+    naming the recorded days whose blocking checks failed too."""
     lines = "\n".join(f"- {day}: {failure.description}" for day, failure in sorted(failed.items()))
+    also = f"\nBlocking checks failed on recorded days: {blocked_days(blocked)}." if blocked else ""
     return dg.Failure(
         description=f"{len(failed)} of {total} days failed (the other days are recorded; "
-                    f"re-run these days once fixed):\n{lines}",
-        metadata={"failed_days": sorted(failed)},
+                    f"re-run these days once fixed):\n{lines}{also}",
+        metadata={"failed_days": sorted(failed), "blocked_days": sorted(blocked)},
         allow_retries=any(f.allow_retries for f in failed.values()),
     )
 
@@ -134,12 +142,13 @@ def build_table_asset(
         lake: LakeResource,
     ) -> Iterator[dg.AssetMaterialization | dg.AssetCheckEvaluation | dg.Output]:
         days = context.partition_keys
-        done = days_recorded_by_this_run(context, key) if context.retry_number else set()
+        earlier = earlier_attempts(context, key)  # a step retry does not redo recorded days
+        blocked = dict(earlier.blocked)
         with vendor_failures():
             source = None if config.from_raw else crypto_lake.vendor()
         failed: dict[str, dg.Failure] = {}
         for n, partition in enumerate(days, 1):
-            if partition in done:
+            if partition in earlier.days:
                 continue
             day = dt.date.fromisoformat(partition)
             previous_last, trailing_rows = earlier_days(context, day)
@@ -159,9 +168,15 @@ def build_table_asset(
             context.log.info(f"[{n}/{len(days)}] {spec.name} {instrument} {day}: "
                              f"{result.summary()}")
             yield from record_day(context, key, partition, result)
+            if not result.passed:
+                blocked[partition] = result.failed_checks()
         yield from check_outputs(context)
         if failed:
-            raise failed_days_failure(failed, len(days))
+            raise failed_days_failure(failed, len(days), blocked)
+        if earlier.blocked:  # this attempt's own failed checks fail the step by themselves
+            raise dg.Failure(description="Blocking checks failed on days recorded before this "
+                             f"step was retried: {blocked_days(earlier.blocked)}.",
+                             allow_retries=False)
 
     return _table
 

@@ -14,6 +14,7 @@ materialisations of its own; the checks' outputs are still required and are yiel
 """
 
 from collections.abc import Iterator
+from dataclasses import dataclass
 
 import dagster as dg
 from dagster._core.definitions.asset_checks.asset_check_evaluation import (
@@ -90,9 +91,35 @@ def check_outputs(context: dg.AssetExecutionContext) -> Iterator[dg.Output]:
             check_key))
 
 
-def days_recorded_by_this_run(context: dg.AssetExecutionContext, key: dg.AssetKey) -> set[str]:
-    """Partitions this run already materialised: a step retry does not redo them."""
+@dataclass(frozen=True)
+class EarlierAttempts:
+    """What earlier attempts of this step (before a step retry) recorded."""
+
+    days: set[str]  # partitions materialised: not redone
+    blocked: dict[str, list[str]]  # partition -> blocking checks that failed there
+
+
+def earlier_attempts(context: dg.AssetExecutionContext, key: dg.AssetKey) -> EarlierAttempts:
+    """Read from this run's event log; empty on the first attempt."""
+    if not context.retry_number:
+        return EarlierAttempts(set(), {})
     records = context.instance.get_records_for_run(
-        context.run.run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION).records
-    return {r.event_log_entry.dagster_event.partition for r in records
-            if r.event_log_entry.dagster_event.asset_key == key}
+        context.run.run_id, of_type={dg.DagsterEventType.ASSET_MATERIALIZATION,
+                                     dg.DagsterEventType.ASSET_CHECK_EVALUATION}).records
+    days: set[str] = set()
+    blocked: dict[str, list[str]] = {}
+    for record in records:
+        event = record.event_log_entry.dagster_event
+        if event.event_type == dg.DagsterEventType.ASSET_MATERIALIZATION:
+            if event.asset_key == key:
+                days.add(event.partition)
+            continue
+        evaluation = event.event_specific_data  # an AssetCheckEvaluation
+        if evaluation.asset_key == key and evaluation.blocking and not evaluation.passed:
+            blocked.setdefault(evaluation.partition, []).append(evaluation.check_name)
+    return EarlierAttempts(days, blocked)
+
+
+def blocked_days(outcomes_by_day: dict[str, list[str]]) -> str:
+    return "; ".join(f"{day}: {', '.join(checks)}" for day, checks in sorted(
+        outcomes_by_day.items()))

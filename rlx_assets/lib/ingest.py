@@ -44,14 +44,17 @@ class PartitionResult:
         """Every blocking check passed (WARN-level checks never block)."""
         return all(o.passed for o in self.outcomes if o.blocking)
 
+    def failed_checks(self) -> list[str]:
+        return [o.name for o in self.outcomes if o.blocking and not o.passed]
+
     def summary(self) -> str:
         """One line for the run log: rows, verdict, warnings, where the data went."""
-        failed = [o.name for o in self.outcomes if o.blocking and not o.passed]
+        failed = self.failed_checks()
         warned = [o.name for o in self.outcomes if not o.blocking and not o.passed]
         verdict = "checks passed" if not failed else "checks FAILED: " + ", ".join(failed)
         if warned:
             verdict += f" (warnings: {', '.join(warned)})"
-        return f"{self.scan.rows:,} rows, {verdict}; written to {self.path}."
+        return f"{self.scan.rows:,} rows, {verdict}; {self.raw.describe()}; written to {self.path}."
 
 
 def _manifest(raw_path: Path) -> Path:
@@ -66,16 +69,12 @@ def fetch_raw(
     known = lake.read_json(_manifest(dest))
     if (known and dest.exists() and dest.stat().st_size == obj.size
             and known.get("size") == obj.size and known.get("version") == obj.version):
-        log(f"Reusing raw/{dest.relative_to(lake.root / 'raw')} ({obj.size:,} bytes, same "
-            "vendor version).")
         return Download(dest, obj.size, known["sha256"], 0.0, 0, reused=True)
     got = download(source, obj, dest, backoff, log)
     lake.write_json_atomic(_manifest(dest), {
         "location": obj.location, "size": got.size, "version": obj.version,
         "sha256": got.sha256, "downloaded_at": dt.datetime.now(dt.UTC).isoformat(),
     })
-    log(f"Downloaded {obj.location}: {got.size:,} bytes in {got.seconds:.2f} s "
-        f"({got.megabytes_per_second:.1f} MB/s, {got.attempts} attempt(s)).")
     return got
 
 
@@ -122,7 +121,6 @@ def ingest_partition(
     started = time.perf_counter()
     if from_raw:
         obj, raw = stored_raw(lake, spec.name, instrument, day)
-        log(f"Re-checking the stored raw copy {raw.path.name} (vendor not contacted).")
     else:
         obj = source.locate(spec.name, instrument, day)
         raw = fetch_raw(source, obj, lake, backoff, log)

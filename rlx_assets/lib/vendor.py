@@ -469,6 +469,12 @@ class Download:
     def megabytes_per_second(self) -> float:
         return self.size / 1e6 / self.seconds if self.seconds > 0 else 0.0
 
+    def describe(self) -> str:
+        if self.reused:
+            return f"raw copy reused ({self.size / 1e6:,.1f} MB, vendor version unchanged)"
+        return (f"downloaded {self.size / 1e6:,.1f} MB in {self.seconds:.2f} s "
+                f"({self.megabytes_per_second:,.0f} MB/s, {self.attempts} attempt(s))")
+
 
 class TruncatedDownload(TransientVendorError):
     pass
