@@ -45,7 +45,7 @@ def decode_struct(data: bytes | memoryview, offset: int = 0) -> tuple[Struct, in
     reader = _Reader(memoryview(data), offset)
     try:
         return reader.struct(), reader.pos
-    except (IndexError, struct.error, UnicodeDecodeError) as exc:
+    except (IndexError, struct.error, UnicodeDecodeError, RecursionError) as exc:
         raise ThriftError(f"truncated or malformed thrift struct ({exc})") from exc
 
 
