@@ -31,13 +31,12 @@ def collect_states(
                                   for name, info in by_check.items()}
                       for partition, by_check in check_infos(
                           instance, key, BLOCKING_CHECKS, keys).items()}
+            ready = lake.zone_days(READY, table, instrument)
+            quarantined = lake.zone_days(QUARANTINE, table, instrument)
             for day in days:
                 raw_status = status.get(day.isoformat())
                 state, failed = partition_state(
                     raw_status.value if raw_status else None,
-                    checks.get(day.isoformat(), {}),
-                    lake.zone_file(READY, table, instrument, day).exists(),
-                    lake.zone_file(QUARANTINE, table, instrument, day).exists(),
-                )
+                    checks.get(day.isoformat(), {}), day in ready, day in quarantined)
                 states.append(PartitionState(str(instrument), table, day, state, failed))
     return states

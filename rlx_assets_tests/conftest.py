@@ -57,7 +57,7 @@ def settings_for(env: dict[str, str]) -> Settings:
 
 def materialize_day(
     env: dict[str, str], table: str, day: dt.date, instance: dg.DagsterInstance | None = None,
-    key_prefix: str = "binance/btc_usdt",
+    key_prefix: str = "binance/btc_usdt", run_config: dict | None = None,
 ) -> dg.ExecuteInJobResult:
     """Materialise one partition through the real definitions (resources from `env`)."""
     defs = build_definitions(settings_for(env))
@@ -68,6 +68,7 @@ def materialize_day(
         resources=defs.resources,
         instance=instance or dg.DagsterInstance.ephemeral(),
         raise_on_error=False,
+        run_config=run_config,
     )
 
 

@@ -93,7 +93,7 @@ class Setup:
         return {(i.partition_key, i.check_key.name): i for i in infos}
 
     def zone_file(self, zone: str, day: dt.date) -> Path:
-        return Lake(self.lake).zone_file(zone, TABLE, BTC, day)
+        return Lake.at(str(self.lake)).zone_file(zone, TABLE, BTC, day)
 
 
 @pytest.fixture

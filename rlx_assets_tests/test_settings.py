@@ -43,6 +43,11 @@ BAD_VALUES = [
     ("CRYPTO_LAKE_SOURCE", "s3://"),
     ("CRYPTO_LAKE_SOURCE", "s3:///prefix"),
     ("CRYPTO_LAKE_SOURCE", "file://"),
+    # lake roots: only local directories and s3://bucket/prefix
+    ("RLX_LAKE_ROOT", "s3://"),
+    ("RLX_LAKE_ROOT", "s3:///prefix"),
+    ("RLX_LAKE_ROOT", "gs://bucket/lake"),
+    ("RLX_BACKFILL_DAYS_PER_RUN", "0"),
     # instruments: path separators, parent directories, spaces, lower case, no colon
     ("RLX_INSTRUMENTS", "BINANCE:BTC/USDT"),
     ("RLX_INSTRUMENTS", "BINANCE:BTC\\USDT"),

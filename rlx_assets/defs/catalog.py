@@ -37,7 +37,7 @@ def build_catalog_asset(settings: Settings) -> dg.AssetsDefinition:
         store = lake.lake()
         store.check_writable()  # DuckDB retries a missing folder for minutes; fail fast
         with duckdb.get_connection() as conn:
-            views = refresh_catalog(conn, store.root, settings.instruments, list(TABLES))
+            views = refresh_catalog(conn, store, settings.instruments, list(TABLES))
         return dg.MaterializeResult(metadata={
             "path": dg.MetadataValue.path(str(store.catalog_path)),
             "views": dg.MetadataValue.md("\n".join(f"- `{v}`" for v in sorted(views))

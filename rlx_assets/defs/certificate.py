@@ -1,7 +1,6 @@
 """The certificate asset per instrument, issued automatically once every partition passes."""
 
 import datetime as dt
-from pathlib import Path
 
 import dagster as dg
 
@@ -47,9 +46,10 @@ def recorded_partitions(
             rows=int(meta.get("dagster/row_count", 0)),
             first_time=meta.get("first_origin_time_ns"),
             last_time=meta.get("last_origin_time_ns"),
-            path=Path(str(meta.get("path", ""))),
+            location=str(meta.get("path", "")),
             sha256=str(meta.get("sha256", "")),
             size=int(meta.get("bytes", -1)),
+            version=str(meta.get("version") or ""),
             vendor_sha256=str(meta.get("vendor_sha256", "")),
             checks={
                 name: info.latest_execution_status.value
@@ -85,14 +85,13 @@ def build_certificate_asset(instrument: Instrument, settings: Settings) -> dg.As
                          f"{instrument} ({start}..{end}).")
         recorded = {name: recorded_partitions(context.instance, key, days)
                     for name, key in table_keys.items()}
+        store = lake.lake()
         certificate, problems = build_certificate(
-            str(instrument), start, end, recorded, dt.datetime.now(dt.UTC))
+            str(instrument), start, end, recorded, dt.datetime.now(dt.UTC), store.unchanged)
         if certificate is None:
             raise dg.Failure(description=refusal_message(str(instrument), start, end, problems),
                              metadata={"problems": problems}, allow_retries=False)
-        store = lake.lake()
-        path = store.certificate_path(instrument, start, end)
-        store.write_json_atomic(path, certificate)
+        path = store.write_json(store.certificate_key(instrument, start, end), certificate)
         totals = {name: t["totals"] for name, t in certificate["tables"].items()}
         summary = "\n".join(
             f"| {name} | {t['days']} | {t['rows']:,} | {t['bytes'] / 1e6:,.1f} MB |"

@@ -7,19 +7,16 @@ have data for the first time. Quarantined data is never visible.
 
 from __future__ import annotations
 
-import glob
-from pathlib import Path
-
 import duckdb
 
 from rlx_assets.lib.instruments import Instrument
-from rlx_assets.lib.lake import READY
+from rlx_assets.lib.lake import READY, Lake
 
 
-def _glob(root: Path, table: str, instrument: Instrument | None) -> str:
+def _glob(lake: Lake, table: str, instrument: Instrument | None) -> str:
     exchange = f"exchange={instrument.exchange}" if instrument else "exchange=*"
     symbol = f"symbol={instrument.symbol}" if instrument else "symbol=*"
-    return str(root / READY / table / exchange / symbol / "dt=*" / "*.parquet")
+    return lake.location(f"{READY}/{table}/{exchange}/{symbol}/dt=*/*.parquet")
 
 
 def view_name(table: str, instrument: Instrument | None = None) -> str:
@@ -28,7 +25,7 @@ def view_name(table: str, instrument: Instrument | None = None) -> str:
 
 def refresh_catalog(
     conn: duckdb.DuckDBPyConnection,
-    lake_root: Path,
+    lake: Lake,
     instruments: list[Instrument],
     tables: list[str],
 ) -> dict[str, str]:
@@ -37,18 +34,21 @@ def refresh_catalog(
     Returns {view: glob} for the views created; tables with no ready data yet get no view.
     """
     created: dict[str, str] = {}
-    targets = [(t, i) for t in tables for i in instruments] + [(t, None) for t in tables]
-    for table, instrument in targets:
-        pattern = _glob(lake_root, table, instrument)
-        name = view_name(table, instrument)
-        if not glob.glob(pattern):
-            conn.execute(f'DROP VIEW IF EXISTS "{name}"')
-            continue
-        literal = pattern.replace("'", "''")
-        conn.execute(
-            f"CREATE OR REPLACE VIEW \"{name}\" AS SELECT * FROM read_parquet('{literal}', "
-            "hive_partitioning = true, hive_types = {'exchange': VARCHAR, 'symbol': VARCHAR, "
-            "'dt': DATE})"
-        )
-        created[name] = pattern
+    for table in tables:
+        keys = lake.store.list(f"{READY}/{table}/")  # one listing per table
+        for instrument in [*instruments, None]:
+            folder = (f"{READY}/{table}/exchange={instrument.exchange}/"
+                      f"symbol={instrument.symbol}/" if instrument else f"{READY}/{table}/")
+            name = view_name(table, instrument)
+            if not any(k.startswith(folder) and k.endswith(".parquet") for k in keys):
+                conn.execute(f'DROP VIEW IF EXISTS "{name}"')
+                continue
+            pattern = _glob(lake, table, instrument)
+            literal = pattern.replace("'", "''")
+            conn.execute(
+                f"CREATE OR REPLACE VIEW \"{name}\" AS SELECT * FROM read_parquet('{literal}', "
+                "hive_partitioning = true, hive_types = {'exchange': VARCHAR, 'symbol': VARCHAR, "
+                "'dt': DATE})"
+            )
+            created[name] = pattern
     return created

@@ -12,10 +12,8 @@ import hashlib
 import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from rlx_assets.lib.checks import BLOCKING_CHECKS
-from rlx_assets.lib.hashing import sha256_file
 from rlx_assets.lib.scan import format_ns
 
 PASSED = "SUCCEEDED"
@@ -29,9 +27,10 @@ class Recorded:
     rows: int
     first_time: int | None
     last_time: int | None
-    path: Path
+    location: str  # the ready file: a path, or an s3:// URL
     sha256: str
     size: int
+    version: str  # recorded with the file: its S3 ETag ("" for a local file)
     vendor_sha256: str
     checks: Mapping[str, str] = field(default_factory=dict)  # check -> latest status
 
@@ -40,8 +39,12 @@ def window_days(start: dt.date, end: dt.date) -> list[dt.date]:
     return [start + dt.timedelta(days=i) for i in range((end - start).days + 1)]
 
 
+# Why the file at `location` is not the one recorded (size, sha256, version), or None.
+Unchanged = Callable[[str, int, str, str], str | None]
+
+
 def partition_problems(
-    table: str, day: dt.date, rec: Recorded | None, hash_file: Callable[[Path], str]
+    table: str, day: dt.date, rec: Recorded | None, unchanged: Unchanged
 ) -> list[str]:
     """Why (table, day) cannot be certified; empty when it can."""
     where = f"{table} {day}"
@@ -54,11 +57,8 @@ def partition_problems(
     ]
     if problems:
         return problems
-    if not rec.path.is_file():
-        return [f"{where}: ready file {rec.path} is gone"]
-    if rec.path.stat().st_size != rec.size or hash_file(rec.path) != rec.sha256:
-        return [f"{where}: ready file {rec.path} changed since it was materialised"]
-    return []
+    problem = unchanged(rec.location, rec.size, rec.sha256, rec.version)
+    return [f"{where}: ready {problem}"] if problem else []
 
 
 def _gap_seconds(previous: Recorded | None, current: Recorded) -> float | None:
@@ -78,7 +78,7 @@ def build_certificate(
     end: dt.date,
     recorded: Mapping[str, Mapping[dt.date, Recorded]],
     generated_at: dt.datetime,
-    hash_file: Callable[[Path], str] = sha256_file,
+    unchanged: Unchanged,
 ) -> tuple[dict[str, object] | None, list[str]]:
     """Return (certificate, []) when every partition passes, else (None, problems)."""
     days = window_days(start, end)
@@ -86,7 +86,7 @@ def build_certificate(
         problem
         for table, records in recorded.items()
         for day in days
-        for problem in partition_problems(table, day, records.get(day), hash_file)
+        for problem in partition_problems(table, day, records.get(day), unchanged)
     ]
     if problems:
         return None, problems
@@ -105,7 +105,7 @@ def build_certificate(
                 "vendor_sha256": rec.vendor_sha256,
                 "checks": {name: rec.checks[name] for name in BLOCKING_CHECKS},
                 "gap_from_previous_day_seconds": _gap_seconds(previous, rec),
-                "path": str(rec.path),
+                "path": rec.location,
             })
             previous = rec
         gaps = [e["gap_from_previous_day_seconds"] for e in entries

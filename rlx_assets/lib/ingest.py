@@ -6,12 +6,11 @@ import datetime as dt
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 
 from rlx_assets.lib.checks import CheckOutcome, evaluate
 from rlx_assets.lib.hashing import sha256_file
 from rlx_assets.lib.instruments import Instrument
-from rlx_assets.lib.lake import RAW, Lake
+from rlx_assets.lib.lake import RAW, Lake, partition_key
 from rlx_assets.lib.normalise import UnreadableVendorFile, normalise_day
 from rlx_assets.lib.retry import Backoff
 from rlx_assets.lib.scan import DayScan
@@ -34,8 +33,9 @@ class PartitionResult:
     raw: Download
     scan: DayScan
     outcomes: list[CheckOutcome]
-    path: Path  # the file in ready/ or quarantine/
-    sha256: str  # of that file, so the certificate can prove it unchanged
+    location: str  # the file in ready/ or quarantine/: a path, or an s3:// URL
+    version: str  # with size and sha256, what proves that file unchanged later
+    sha256: str
     size: int
     seconds: float
 
@@ -54,24 +54,22 @@ class PartitionResult:
         verdict = "checks passed" if not failed else "checks FAILED: " + ", ".join(failed)
         if warned:
             verdict += f" (warnings: {', '.join(warned)})"
-        return f"{self.scan.rows:,} rows, {verdict}; {self.raw.describe()}; written to {self.path}."
-
-
-def _manifest(raw_path: Path) -> Path:
-    return raw_path.with_name(raw_path.name + ".json")
+        return (f"{self.scan.rows:,} rows, {verdict}; {self.raw.describe()}; written to "
+                f"{self.location}.")
 
 
 def fetch_raw(
     source: VendorSource, obj: VendorObject, lake: Lake, backoff: Backoff, log: Log
 ) -> Download:
     """Vendor bytes in raw/, downloaded unless the same version is already there."""
-    dest = lake.raw_file(obj.table, obj.instrument, obj.day, obj.filename)
-    known = lake.read_json(_manifest(dest))
-    if (known and dest.exists() and dest.stat().st_size == obj.size
-            and known.get("size") == obj.size and known.get("version") == obj.version):
-        return Download(dest, obj.size, known["sha256"], 0.0, 0, reused=True)
-    got = download(source, obj, dest, backoff, log)
-    lake.write_json_atomic(_manifest(dest), {
+    key = lake.raw_key(obj.table, obj.instrument, obj.day, obj.filename)
+    known = lake.raw_manifest(key)
+    if known and known.get("size") == obj.size and known.get("version") == obj.version:
+        path = lake.fetch_raw(key, obj.size)
+        if path is not None:
+            return Download(path, obj.size, known["sha256"], 0.0, 0, reused=True)
+    got = download(source, obj, lake.raw_work_path(key), backoff, log)
+    lake.keep_raw(key, {
         "location": obj.location, "size": got.size, "version": obj.version,
         "sha256": got.sha256, "downloaded_at": dt.datetime.now(dt.UTC).isoformat(),
     })
@@ -81,27 +79,22 @@ def fetch_raw(
 def stored_raw(lake: Lake, table: str, instrument: Instrument, day: dt.date) -> tuple[
         VendorObject, Download]:
     """The raw copy already in the lake, verified against its manifest (no vendor call)."""
-    folder = lake.partition_dir(RAW, table, instrument, day)
-    manifests = sorted(folder.glob("*.parquet.json")) if folder.is_dir() else []
-    known = lake.read_json(manifests[-1]) if manifests else None
-    path = manifests[-1].with_suffix("") if manifests else folder
-    if not known or not path.is_file():
+    key = lake.newest_raw(table, instrument, day)
+    known = lake.raw_manifest(key) if key else None
+    path = lake.fetch_raw(key, known["size"]) if known else None
+    if path is None:
         raise VendorFileMissing(
-            f"No raw copy of {table} {instrument} {day} in {folder}; materialise it from the "
-            "vendor first (without from_raw)."
+            f"No raw copy of {table} {instrument} {day} in "
+            f"{lake.location(partition_key(RAW, table, instrument, day))}; materialise it from "
+            "the vendor first (without from_raw)."
         )
     if sha256_file(path) != known["sha256"]:
-        raise VendorError(f"The raw copy {path} no longer matches the sha256 recorded when it "
-                          "was downloaded; materialise it from the vendor (without from_raw).")
+        raise VendorError(f"The raw copy {lake.location(key)} no longer matches the sha256 "
+                          "recorded when it was downloaded; materialise it from the vendor "
+                          "(without from_raw).")
     obj = VendorObject(table, instrument, day, known["location"], known["size"],
                        known["version"])
     return obj, Download(path, known["size"], known["sha256"], 0.0, 0, reused=True)
-
-
-def forget_raw(raw: Download) -> None:
-    """Drop raw bytes that turned out unreadable, so that a retry downloads them again."""
-    raw.path.unlink(missing_ok=True)
-    _manifest(raw.path).unlink(missing_ok=True)
 
 
 def ingest_partition(
@@ -117,26 +110,31 @@ def ingest_partition(
     from_raw: bool = False,
     trailing_rows: list[int] | None = None,
 ) -> PartitionResult:
-    """`from_raw` re-runs the pass and checks on the stored raw copy without the vendor."""
+    """`from_raw` re-runs the pass and checks on the stored raw copy without the vendor.
+
+    Two attempts at the same partition on one machine take turns (`partition_lock`).
+    """
     started = time.perf_counter()
-    if from_raw:
-        obj, raw = stored_raw(lake, spec.name, instrument, day)
-    else:
-        obj = source.locate(spec.name, instrument, day)
-        raw = fetch_raw(source, obj, lake, backoff, log)
-    for stale in lake.clear_staging(spec.name, instrument, day):
-        log(f"Removed {stale.name} left in _staging/ by an earlier, interrupted attempt.")
-    staged = lake.staging_file(spec.name, instrument, day)
-    try:
-        scan = normalise_day(raw.path, spec, day, staged, raw.stream)
-    except BaseException as exc:
-        staged.unlink(missing_ok=True)  # a failed pass leaves nothing in _staging/
-        if isinstance(exc, UnreadableVendorFile):
-            forget_raw(raw)
-        raise
-    outcomes = evaluate(scan, max_gap_seconds, previous_last_time, trailing_rows)
-    sha256, size = scan.output_sha256, scan.output_bytes
-    passed = all(o.passed for o in outcomes if o.blocking)
-    path = lake.publish(staged, spec.name, instrument, day, passed)
-    return PartitionResult(obj, raw, scan, outcomes, path, sha256, size,
-                           time.perf_counter() - started)
+    with lake.partition_lock(spec.name, instrument, day):
+        if from_raw:
+            obj, raw = stored_raw(lake, spec.name, instrument, day)
+        else:
+            obj = source.locate(spec.name, instrument, day)
+            raw = fetch_raw(source, obj, lake, backoff, log)
+        for stale in lake.clear_staging(spec.name, instrument, day):
+            log(f"Removed {stale.name} left in _staging/ by an earlier, interrupted attempt.")
+        staged = lake.staging_file(spec.name, instrument, day)
+        try:
+            scan = normalise_day(raw.path, spec, day, staged, raw.stream)
+        except BaseException as exc:
+            staged.unlink(missing_ok=True)  # a failed pass leaves nothing in _staging/
+            if isinstance(exc, UnreadableVendorFile):
+                lake.forget_raw(lake.raw_key(spec.name, instrument, day, obj.filename))
+            raise
+        finally:
+            lake.release(raw.path)
+        outcomes = evaluate(scan, max_gap_seconds, previous_last_time, trailing_rows)
+        passed = all(o.passed for o in outcomes if o.blocking)
+        published = lake.publish(staged, spec.name, instrument, day, passed)
+    return PartitionResult(obj, raw, scan, outcomes, published.location, published.version,
+                           scan.output_sha256, scan.output_bytes, time.perf_counter() - started)

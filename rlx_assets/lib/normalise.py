@@ -24,8 +24,9 @@ import polars as pl
 from rlx_assets.lib.hashing import CHUNK_BYTES, StreamHash
 from rlx_assets.lib.parquet_footer import Footer, footer_tail, plan_rewrite, read_footer
 from rlx_assets.lib.scan import DayScan
+from rlx_assets.lib.stores import LakeError
 from rlx_assets.lib.tables import RENAMES, TIME_COLUMNS, TableSpec
-from rlx_assets.lib.writeback import WritebackFile
+from rlx_assets.lib.writeback import WritebackFile, writing
 
 BATCH_CELLS = 6_000_000  # values per slice handed to the checks (rows x columns)
 
@@ -123,9 +124,14 @@ def measure(frame: pl.LazyFrame, scan: DayScan, footer: Footer) -> None:
 
 def _reencode(frame: pl.LazyFrame, out_path: Path) -> tuple[str, int]:
     """The general path: polars writes the normalised frame (streaming), hashed as written."""
-    with open(out_path, "wb") as handle:
+    with writing(out_path) as handle:
         output = HashingWriter(handle)
-        frame.sink_parquet(output, compression="snappy", engine="streaming")
+        try:
+            frame.sink_parquet(output, compression="snappy", engine="streaming")
+        except Exception:
+            if output.failure is not None:  # our write failed, not the vendor file's read
+                raise output.failure from None
+            raise
     return output.digest.hexdigest(), output.size
 
 
@@ -134,8 +140,8 @@ def _copy_with_footer(raw_path: Path, data_bytes: int, tail: bytes, out_path: Pa
     """Write raw_path's first `data_bytes` bytes and then `tail` to out_path; return the
     output's sha256 (continuing `prefix`, the state after those bytes, when given)."""
     digest = prefix or hashlib.sha256()
-    with open(raw_path, "rb") as src, open(out_path, "wb") as handle:
-        dst, remaining = WritebackFile(handle), data_bytes
+    with open(raw_path, "rb") as src, writing(out_path) as dst:
+        remaining = data_bytes
         while remaining and (chunk := src.read(min(remaining, CHUNK_BYTES))):
             if prefix is None:
                 digest.update(chunk)
@@ -149,10 +155,12 @@ def _copy_with_footer(raw_path: Path, data_bytes: int, tail: bytes, out_path: Pa
 
 
 class HashingWriter(io.RawIOBase):
-    """A file wrapper that hashes what is written: the output's sha256 without a re-read."""
+    """A file wrapper that hashes what is written: the output's sha256 without a re-read.
+    A failed write is kept in `failure` (polars reports it as its own error)."""
 
-    def __init__(self, handle: io.BufferedWriter) -> None:
+    def __init__(self, handle: WritebackFile) -> None:
         self.handle, self.digest, self.size = handle, hashlib.sha256(), 0
+        self.failure: LakeError | None = None
 
     def writable(self) -> bool:
         return True
@@ -160,4 +168,8 @@ class HashingWriter(io.RawIOBase):
     def write(self, data) -> int:
         self.digest.update(data)
         self.size += len(data)
-        return self.handle.write(data)
+        try:
+            return self.handle.write(data)
+        except LakeError as exc:
+            self.failure = exc
+            raise

@@ -23,7 +23,7 @@ from typing import BinaryIO, Protocol
 from rlx_assets.lib.hashing import CHUNK_BYTES, StreamHash
 from rlx_assets.lib.instruments import Instrument
 from rlx_assets.lib.retry import Backoff
-from rlx_assets.lib.writeback import WritebackFile
+from rlx_assets.lib.writeback import writing
 
 VENDOR_BUCKET = "qnt.data"
 VENDOR_PREFIX = "market-data/cryptofeed"
@@ -194,8 +194,16 @@ def lakeapi_module(cache_dir: Path):
 
 
 def _clear_lakeapi_listing_cache(lakeapi) -> None:
-    lakeapi.main.contents_cache.clear()
-    lakeapi.main.cache.clear()
+    """Forget lakeapi's cached listings (its contents.json.gz copies and List* answers).
+
+    The caches are `cachetools_ext` FSLRUCaches, one pickle file per key. Their `clear()`
+    cannot be trusted: it maps file names back to keys with `name.strip(".pkl")`, which also
+    eats a key's own trailing `p`, `k` or `l` - the key of table `book` becomes `boo`, the
+    look-up fails and `clear()` stops there, so `book` listings survived. Remove the files.
+    """
+    for fs_cache in (lakeapi.main.contents_cache, lakeapi.main.cache):
+        for entry in Path(fs_cache.path).glob("*.pkl"):
+            entry.unlink(missing_ok=True)
 
 
 def _forget_failed_contents_listing(lakeapi, bucket_path: str, table: str) -> None:
@@ -501,8 +509,8 @@ def download(
         # Hash each chunk on a second thread while the next one is read and the last one
         # written (hashlib releases the GIL): on two cores the hash costs almost nothing.
         with translate_errors(source.description), source.open(obj) as body, \
-                open(part, "wb") as handle, ThreadPoolExecutor(1) as hasher:
-            out, pending = WritebackFile(handle), None
+                writing(part) as out, ThreadPoolExecutor(1) as hasher:
+            pending = None
             while chunk := body.read(CHUNK_BYTES):
                 if pending is not None:
                     pending.result()

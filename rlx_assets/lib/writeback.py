@@ -1,4 +1,5 @@
-"""Large sequential file writes that start reaching the disk at once.
+"""Large sequential file writes that start reaching the disk at once, and say where they
+failed.
 
 A vendor day is written twice (raw/ and its normalised copy), over a gigabyte for a busy
 day. Left to the page cache, those bytes pile up as dirty pages until the kernel throttles
@@ -6,26 +7,59 @@ the writer to disk speed all at once, which makes a big day superlinearly slower
 small one and leaves gigabytes unwritten when the step ends. Asking the kernel to write
 each chunk out right after it is written (`posix_fadvise(DONTNEED)` starts writeback of
 dirty pages without waiting for it) keeps the disk busy alongside the decoding instead.
+
+A failed write (a full disk, a read-only mount) is a `LakeError` naming the file; the
+caller removes the partial file.
 """
 
 from __future__ import annotations
 
+import errno
 import os
-from typing import BinaryIO
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from rlx_assets.lib.stores import LakeError
 
 _HINT = getattr(os, "POSIX_FADV_DONTNEED", None)  # not on macOS or Windows
+
+
+def write_error(path: Path, exc: OSError) -> LakeError:
+    why = "the disk is full" if exc.errno == errno.ENOSPC else (exc.strerror or str(exc))
+    return LakeError(f"Cannot write {path} ({why}); free space there, or point RLX_LAKE_ROOT "
+                     "(RLX_SCRATCH_DIR for an s3:// lake) at a writable directory.")
 
 
 class WritebackFile:
     """Wraps a binary file open for writing; every `write` also starts its writeback."""
 
-    def __init__(self, handle: BinaryIO) -> None:
-        self.handle, self.offset = handle, 0
+    def __init__(self, handle, path: Path) -> None:
+        self.handle, self.path, self.offset = handle, path, 0
 
     def write(self, data: bytes | memoryview) -> int:
-        written = self.handle.write(data)
-        if _HINT is not None and written:
-            self.handle.flush()
-            os.posix_fadvise(self.handle.fileno(), self.offset, written, _HINT)
+        try:
+            written = self.handle.write(data)
+            if _HINT is not None and written:
+                self.handle.flush()
+                os.posix_fadvise(self.handle.fileno(), self.offset, written, _HINT)
+        except OSError as exc:
+            raise write_error(self.path, exc) from exc
         self.offset += written
         return written
+
+
+@contextmanager
+def writing(path: Path) -> Iterator[WritebackFile]:
+    """Open `path` for writing; any OSError of open, write or close is a LakeError."""
+    try:
+        handle = open(path, "wb")
+    except OSError as exc:
+        raise write_error(path, exc) from exc
+    try:
+        yield WritebackFile(handle, path)
+    finally:
+        try:
+            handle.close()
+        except OSError as exc:
+            raise write_error(path, exc) from exc

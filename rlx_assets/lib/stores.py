@@ -1,0 +1,271 @@
+"""Where lake files are kept: a local directory or an S3 bucket, behind one small interface.
+
+Keys are relative, `/`-separated paths (`ready/trades/exchange=.../dt=.../data.parquet`).
+`put` makes a finished local file the key's content atomically: a rename on the same
+filesystem, or an upload (an S3 object appears whole or not at all). Every failure a user
+can act on is a `LakeError` whose one sentence names the path or bucket.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import uuid
+from pathlib import Path
+from typing import Protocol
+
+from rlx_assets.lib.hashing import sha256_file
+
+
+class LakeError(Exception):
+    """The lake root cannot be used; the message names the path."""
+
+
+def dumps(payload: object) -> bytes:
+    return (json.dumps(payload, indent=2, sort_keys=True) + "\n").encode()
+
+
+class Store(Protocol):
+    root: str
+    slug: str
+
+    def location(self, key: str) -> str: ...
+    def put(self, local: Path, key: str) -> str: ...
+    def get(self, key: str, local: Path, size: int) -> Path | None: ...
+    def read_json(self, key: str) -> dict | None: ...
+    def write_json(self, key: str, payload: object) -> None: ...
+    def delete(self, key: str) -> None: ...
+    def list(self, prefix: str) -> list[str]: ...
+    def unchanged(self, location: str, size: int, sha256: str, version: str) -> str | None: ...
+    def check_writable(self) -> None: ...
+
+
+def _why(exc: OSError) -> str:
+    if exc.errno == errno.ENOSPC:
+        return "the disk is full"
+    return exc.strerror or str(exc)
+
+
+class LocalStore:
+    """A directory; work files are written inside it, so `put` is a rename."""
+
+    def __init__(self, root: Path) -> None:
+        self.path = root
+        self.root = str(root)
+        self.slug = "local"
+
+    def location(self, key: str) -> str:
+        return str(self.path / key)
+
+    def _error(self, path: Path, exc: OSError) -> LakeError:
+        return LakeError(f"Cannot write {path} under the lake root {self.path} ({_why(exc)}); "
+                         "free space there or set RLX_LAKE_ROOT to a writable directory.")
+
+    def put(self, local: Path, key: str) -> str:
+        target = self.path / key
+        if local != target:
+            try:
+                target.parent.mkdir(parents=True, exist_ok=True)
+                os.replace(local, target)
+            except OSError as exc:
+                raise self._error(target, exc) from exc
+        return ""
+
+    def get(self, key: str, local: Path, size: int) -> Path | None:
+        path = self.path / key
+        if not path.is_file() or (size >= 0 and path.stat().st_size != size):
+            return None
+        return path
+
+    def read_json(self, key: str) -> dict | None:
+        try:
+            return json.loads((self.path / key).read_text())
+        except (FileNotFoundError, NotADirectoryError, json.JSONDecodeError):
+            return None
+
+    def write_json(self, key: str, payload: object) -> None:
+        path = self.path / key
+        part = path.with_name(f".{path.name}.{uuid.uuid4().hex}.part")
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            part.write_bytes(dumps(payload))
+            os.replace(part, path)
+        except OSError as exc:
+            part.unlink(missing_ok=True)
+            raise self._error(path, exc) from exc
+
+    def delete(self, key: str) -> None:
+        (self.path / key).unlink(missing_ok=True)
+
+    def list(self, prefix: str) -> list[str]:
+        folder = self.path / prefix
+        if not folder.is_dir():
+            return []
+        return sorted(p.relative_to(self.path).as_posix() for p in folder.rglob("*")
+                      if p.is_file())
+
+    def unchanged(self, location: str, size: int, sha256: str, version: str) -> str | None:
+        path = Path(location)
+        if not path.is_file():
+            return f"file {path} is gone"
+        if path.stat().st_size != size or sha256_file(path) != sha256:
+            return f"file {path} changed since it was materialised"
+        return None
+
+    def check_writable(self) -> None:
+        probe = self.path / f".write-test-{uuid.uuid4().hex}"
+        try:
+            self.path.mkdir(parents=True, exist_ok=True)
+            probe.write_bytes(b"ok")
+            probe.unlink()
+        except OSError as exc:
+            raise LakeError(f"Cannot write to {self.path}, the lake root ({_why(exc)}); set "
+                            "RLX_LAKE_ROOT to a writable directory.") from exc
+
+
+class S3Store:
+    """A bucket and prefix. Credentials come from the standard AWS chain (environment,
+    profile, instance role); `RLX_LAKE_ENDPOINT_URL` (else `AWS_ENDPOINT_URL`) points it at
+    an S3-compatible server."""
+
+    def __init__(self, bucket: str, prefix: str) -> None:
+        self.bucket, self.prefix = bucket, prefix
+        self.root = f"s3://{bucket}/{prefix}".rstrip("/")
+        self.slug = f"{bucket}_{prefix}".strip("_").replace("/", "_")
+        self._client = None
+
+    @property
+    def client(self):
+        if self._client is None:
+            import boto3
+            from botocore.config import Config
+
+            self._client = boto3.session.Session().client(
+                "s3", endpoint_url=os.environ.get("RLX_LAKE_ENDPOINT_URL") or None,
+                config=Config(retries={"mode": "standard", "total_max_attempts": 5},
+                              connect_timeout=10, read_timeout=60))
+        return self._client
+
+    def _key(self, key: str) -> str:
+        return f"{self.prefix}/{key}" if self.prefix else key
+
+    def location(self, key: str) -> str:
+        return f"s3://{self.bucket}/{self._key(key)}"
+
+    def _error(self, what: str, exc: Exception) -> LakeError:
+        import botocore.exceptions as bx
+
+        if isinstance(exc, bx.NoCredentialsError):
+            why = ("no AWS credentials; set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or "
+                   "AWS_PROFILE, or run with an instance role")
+        elif isinstance(exc, bx.ClientError):
+            error = exc.response.get("Error", {})
+            why = f"{error.get('Code', '')}: {error.get('Message', '')}".strip(": ")
+        else:
+            why = str(exc)
+        return LakeError(f"Cannot {what} in the lake {self.root} ({why}); check RLX_LAKE_ROOT, "
+                         "the bucket's permissions and the credentials.")
+
+    def _missing(self, exc: Exception) -> bool:
+        import botocore.exceptions as bx
+
+        return isinstance(exc, bx.ClientError) and str(
+            exc.response.get("Error", {}).get("Code")) in ("404", "NoSuchKey", "NotFound")
+
+    def _head(self, key: str) -> dict | None:
+        try:
+            return self.client.head_object(Bucket=self.bucket, Key=key)
+        except Exception as exc:
+            if self._missing(exc):
+                return None
+            raise self._error(f"read s3://{self.bucket}/{key}", exc) from exc
+
+    def put(self, local: Path, key: str) -> str:
+        from boto3.s3.transfer import TransferConfig
+
+        full = self._key(key)
+        try:
+            self.client.upload_file(str(local), self.bucket, full, Config=TransferConfig(
+                multipart_threshold=64 << 20, multipart_chunksize=64 << 20, max_concurrency=4))
+        except Exception as exc:
+            raise self._error(f"upload {local.name} to s3://{self.bucket}/{full}", exc) from exc
+        head = self._head(full)
+        return head.get("ETag", "").strip('"') if head else ""
+
+    def get(self, key: str, local: Path, size: int) -> Path | None:
+        full = self._key(key)
+        if local.is_file() and (size < 0 or local.stat().st_size == size):
+            return local  # downloaded or uploaded by this machine earlier in the run
+        head = self._head(full)
+        if head is None or (size >= 0 and int(head["ContentLength"]) != size):
+            return None
+        part = local.with_name(f".{local.name}.{uuid.uuid4().hex}.part")
+        try:
+            local.parent.mkdir(parents=True, exist_ok=True)
+            self.client.download_file(self.bucket, full, str(part))
+            os.replace(part, local)
+        except OSError as exc:
+            part.unlink(missing_ok=True)
+            raise LakeError(f"Cannot write {local} ({_why(exc)}); free space there or set "
+                            "RLX_SCRATCH_DIR to a writable directory.") from exc
+        except Exception as exc:
+            part.unlink(missing_ok=True)
+            raise self._error(f"download s3://{self.bucket}/{full}", exc) from exc
+        return local
+
+    def read_json(self, key: str) -> dict | None:
+        full = self._key(key)
+        try:
+            body = self.client.get_object(Bucket=self.bucket, Key=full)["Body"].read()
+        except Exception as exc:
+            if self._missing(exc):
+                return None
+            raise self._error(f"read s3://{self.bucket}/{full}", exc) from exc
+        try:
+            return json.loads(body)
+        except json.JSONDecodeError:
+            return None
+
+    def write_json(self, key: str, payload: object) -> None:
+        full = self._key(key)
+        try:
+            self.client.put_object(Bucket=self.bucket, Key=full, Body=dumps(payload),
+                                   ContentType="application/json")
+        except Exception as exc:
+            raise self._error(f"write s3://{self.bucket}/{full}", exc) from exc
+
+    def delete(self, key: str) -> None:
+        full = self._key(key)
+        try:
+            self.client.delete_object(Bucket=self.bucket, Key=full)
+        except Exception as exc:
+            if not self._missing(exc):
+                raise self._error(f"delete s3://{self.bucket}/{full}", exc) from exc
+
+    def list(self, prefix: str) -> list[str]:
+        full = self._key(prefix)
+        strip = len(self._key(""))
+        try:
+            pages = self.client.get_paginator("list_objects_v2").paginate(
+                Bucket=self.bucket, Prefix=full)
+            return sorted(o["Key"][strip:] for page in pages for o in page.get("Contents", []))
+        except Exception as exc:
+            raise self._error(f"list s3://{self.bucket}/{full}", exc) from exc
+
+    def unchanged(self, location: str, size: int, sha256: str, version: str) -> str | None:
+        key = location.removeprefix(f"s3://{self.bucket}/")
+        head = self._head(key)
+        if head is None:
+            return f"object {location} is gone"
+        if int(head["ContentLength"]) != size or head.get("ETag", "").strip('"') != version:
+            return f"object {location} changed since it was materialised"
+        return None
+
+    def check_writable(self) -> None:
+        probe = self._key(f".write-test-{uuid.uuid4().hex}")
+        try:
+            self.client.put_object(Bucket=self.bucket, Key=probe, Body=b"ok")
+            self.client.delete_object(Bucket=self.bucket, Key=probe)
+        except Exception as exc:
+            raise self._error("write", exc) from exc
