@@ -133,15 +133,18 @@ def sql(args: argparse.Namespace) -> int:
     """Run a read-only query against the catalog and print the result as a table."""
     import duckdb
 
+    from rlx_assets.lib.catalog import connect_to_lake
     from rlx_assets.lib.lake import Lake
     from rlx_assets.settings import Settings
 
-    path = Lake.at(args.lake_root or Settings.from_env().lake_root).catalog_path
+    lake = Lake.at(args.lake_root or Settings.from_env().lake_root)
+    path = lake.catalog_path
     if not path.is_file():
         print(f"No catalog at {path}; run `rlx-assets demo` or materialise duckdb_catalog.")
         return 2
     with duckdb.connect(str(path), read_only=True) as conn:
         try:
+            connect_to_lake(conn, lake)
             conn.sql(args.query).show(max_rows=args.max_rows)
         except duckdb.Error as exc:
             print(f"Query failed: {exc}")

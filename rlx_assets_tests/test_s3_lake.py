@@ -15,10 +15,13 @@ import shutil
 from pathlib import Path
 
 import dagster as dg
+import duckdb
 import polars as pl
 import pytest
 
 from rlx_assets.definitions import build_definitions
+from rlx_assets.defs.catalog import CATALOG_KEY
+from rlx_assets.lib.catalog import connect_to_lake
 from rlx_assets.defs.certificate import certificate_key
 from rlx_assets.lib.demo_data import DEMO_ROWS, Fault
 from rlx_assets.lib.lake import Lake, LakeError
@@ -77,6 +80,7 @@ def s3_lake(vendor_bucket: VendorBucket, tmp_path: Path,
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIAOURLAKEKEY000001")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "our-lake-secret")
     monkeypatch.setenv("RLX_SCRATCH_DIR", str(tmp_path / "scratch"))
+    monkeypatch.setenv("RLX_CATALOG_PATH", str(tmp_path / "catalog" / "catalog.duckdb"))
     return S3Lake(vendor_bucket, tmp_path / "scratch")
 
 
@@ -161,6 +165,15 @@ def test_certificate_and_status_read_the_bucket(s3_lake: S3Lake) -> None:
     [key] = s3_lake.keys("certificates/")
     assert key == f"{LAKE_PREFIX}/certificates/binance_btc_usdt_{DAY}_{BAD_DAY}.json"
     assert b'"content_sha256"' in s3_lake.read(key)
+
+    # The DuckDB catalog (a local file) has views over the bucket, read through httpfs.
+    assert dg.materialize([defs.get_assets_def(CATALOG_KEY)], resources=defs.resources,
+                          instance=s3_lake.instance).success
+    with duckdb.connect(str(Lake.at(env["RLX_LAKE_ROOT"]).catalog_path), read_only=True) as conn:
+        connect_to_lake(conn, Lake.at(env["RLX_LAKE_ROOT"]))
+        per_day = conn.execute("select dt, count(*) from binance_btc_usdt_trades "
+                               "group by dt order by dt").fetchall()
+    assert per_day == [(day, DEMO_ROWS["trades"]) for day in days]
 
     # Someone overwrites a ready object: the certificate is refused, naming it.
     ready_key = folder("ready", "book", DAY) + "data.parquet"

@@ -7,6 +7,10 @@ have data for the first time. Quarantined data is never visible.
 
 from __future__ import annotations
 
+import os
+import urllib.parse
+from pathlib import Path
+
 import duckdb
 
 from rlx_assets.lib.instruments import Instrument
@@ -23,6 +27,50 @@ def view_name(table: str, instrument: Instrument | None = None) -> str:
     return f"{instrument.slug}_{table}" if instrument else table
 
 
+def httpfs_file(conn: duckdb.DuckDBPyConnection) -> Path:
+    """The httpfs build for this DuckDB from the `duckdb-extension-httpfs` wheel: loaded
+    straight from site-packages (no download, nothing written under the home directory)."""
+    import duckdb_extension_httpfs
+
+    version = conn.execute("PRAGMA version").fetchone()[0]
+    path = (Path(duckdb_extension_httpfs.__file__).parent / "extensions" / version
+            / "httpfs.duckdb_extension")
+    if not path.is_file():
+        raise RuntimeError(f"DuckDB {version} has no httpfs in duckdb-extension-httpfs; install "
+                           "the duckdb-extension-httpfs release matching duckdb.")
+    return path
+
+
+def connect_to_lake(conn: duckdb.DuckDBPyConnection, lake: Lake) -> None:
+    """Let `conn` read an s3:// lake: DuckDB's httpfs (from its PyPI package, no download)
+    and a session secret from the standard AWS chain. Nothing for a local lake.
+
+    The secret lives only in this connection; the catalog file keeps the views, not the
+    credentials, so every session that queries an s3:// lake calls this first.
+    """
+    if lake.is_local:
+        return
+    import boto3
+
+    conn.execute(f"LOAD '{httpfs_file(conn)}'")
+    session = boto3.session.Session()
+    options = {"REGION": session.region_name or "us-east-1"}
+    credentials = session.get_credentials()
+    if credentials is not None:
+        frozen = credentials.get_frozen_credentials()
+        options.update(KEY_ID=frozen.access_key, SECRET=frozen.secret_key)
+        if frozen.token:
+            options["SESSION_TOKEN"] = frozen.token
+    endpoint = os.environ.get("RLX_LAKE_ENDPOINT_URL") or os.environ.get("AWS_ENDPOINT_URL")
+    if endpoint:
+        url = urllib.parse.urlparse(endpoint)
+        options.update(ENDPOINT=url.netloc, URL_STYLE="path",
+                       USE_SSL="true" if url.scheme == "https" else "false")
+    params = ", ".join(f"{key} ${key.lower()}" for key in options)
+    conn.execute(f"CREATE OR REPLACE SECRET rlx_lake (TYPE s3, {params})",
+                 {key.lower(): value for key, value in options.items()})
+
+
 def refresh_catalog(
     conn: duckdb.DuckDBPyConnection,
     lake: Lake,
@@ -33,6 +81,7 @@ def refresh_catalog(
 
     Returns {view: glob} for the views created; tables with no ready data yet get no view.
     """
+    connect_to_lake(conn, lake)
     created: dict[str, str] = {}
     for table in tables:
         keys = lake.store.list(f"{READY}/{table}/")  # one listing per table

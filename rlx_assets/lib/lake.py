@@ -86,7 +86,10 @@ class Lake:
 
     @property
     def catalog_path(self) -> Path:
-        """The DuckDB catalog: under a local root; in the working directory for S3."""
+        """The DuckDB catalog file (always local): RLX_CATALOG_PATH, else under a local
+        root, else `catalog.duckdb` in the working directory (an s3:// lake)."""
+        if os.environ.get("RLX_CATALOG_PATH"):
+            return Path(os.environ["RLX_CATALOG_PATH"]).expanduser().absolute()
         return self.work / "catalog.duckdb" if self.is_local else Path.cwd() / "catalog.duckdb"
 
     def certificate_key(self, instrument: Instrument, start: dt.date, end: dt.date) -> str:
@@ -216,6 +219,7 @@ class Lake:
     def check_writable(self) -> None:
         self.store.check_writable()
         self._mkdir(self.work)
+        self._mkdir(self.catalog_path.parent)
 
     def _mkdir(self, folder: Path) -> None:
         try:
