@@ -21,6 +21,7 @@ from pathlib import Path
 
 import dagster as dg
 import pytest
+import yaml
 from dagster._core.events import DagsterEventType
 
 from rlx_assets.lib.demo_data import write_day
@@ -121,10 +122,12 @@ def postgres() -> Iterator[PostgresServer]:
         for path in (root, pwfile):
             os.chown(path, uid, gid)
         env = {**os.environ, "LC_ALL": "C", "LANG": "C"}
-        subprocess.run(
+        initdb = subprocess.run(
             [*prefix, str(bin_dir / "initdb"), "-D", str(data), "-U", PG_USER,
              f"--pwfile={pwfile}", "--auth=scram-sha-256", "--encoding=UTF8", "--no-sync"],
-            check=True, capture_output=True, env=env, cwd=root, timeout=120)
+            capture_output=True, text=True, env=env, cwd=root, timeout=120)
+        if initdb.returncode:
+            raise RuntimeError(f"initdb failed:\n{initdb.stdout}{initdb.stderr}")
         port = free_port()
         with open(log, "wb") as log_file:
             # Its own process group: a stray SIGINT from the terminal does not reach it
@@ -220,7 +223,9 @@ def test_postgres_instance_stores_runs_materialisations_and_check_results(
     local = sorted(str(p.relative_to(home)) for p in home.rglob("*")
                    if p.is_file() and p.name != "dagster.yaml")
     assert any(path.startswith("storage/") for path in local), local
-    if shutil.which("git") and (REPO / ".git").exists():
+    if shutil.which("git") and subprocess.run(
+            ["git", "rev-parse", "--is-inside-work-tree"], cwd=REPO, capture_output=True,
+    ).returncode == 0:
         in_checkout = [str(PG_YAML.parent.relative_to(REPO) / path) for path in local]
         ignored = subprocess.run(["git", "check-ignore", "--no-index", "--stdin"], cwd=REPO,
                                  input="\n".join(in_checkout), capture_output=True, text=True)
@@ -228,6 +233,13 @@ def test_postgres_instance_stores_runs_materialisations_and_check_results(
         tracked = subprocess.run(["git", "check-ignore", "--no-index", "-q",
                                   str(PG_YAML.relative_to(REPO))], cwd=REPO)
         assert tracked.returncode == 1, "deploy/postgres/dagster.yaml must not be git-ignored"
+
+
+def test_instances_differ_only_in_storage() -> None:
+    default, team = (yaml.safe_load(path.read_text()) for path in (DEFAULT_YAML, PG_YAML))
+    assert "storage" not in default  # SQLite under DAGSTER_HOME, Dagster's default
+    assert list(team.pop("storage")) == ["postgres"]
+    assert team == default
 
 
 def test_default_instance_is_sqlite(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

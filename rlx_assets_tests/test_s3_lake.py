@@ -21,8 +21,8 @@ import pytest
 
 from rlx_assets.definitions import build_definitions
 from rlx_assets.defs.catalog import CATALOG_KEY
-from rlx_assets.lib.catalog import connect_to_lake
 from rlx_assets.defs.certificate import certificate_key
+from rlx_assets.lib.catalog import connect_to_lake
 from rlx_assets.lib.demo_data import DEMO_ROWS, Fault
 from rlx_assets.lib.lake import Lake, LakeError
 from rlx_assets.lib.tables import TABLES
