@@ -23,6 +23,7 @@ from pathlib import Path
 
 from rlx_assets.lib.instruments import Instrument
 from rlx_assets.lib.stores import LakeError, LocalStore, S3Store, Store
+from rlx_assets.lib.writeback import write_error
 
 RAW, READY, QUARANTINE = "raw", "ready", "quarantine"
 DATA_FILE = "data.parquet"
@@ -115,7 +116,11 @@ class Lake:
         """Store the downloaded raw file (already at `raw_work_path(key)`), then its manifest:
         a manifest always describes bytes that are in the lake."""
         self.store.put(self.raw_work_path(key), key)
-        self.store.write_json(key + ".json", manifest)
+        try:
+            self.store.write_json(key + ".json", manifest)
+        except LakeError:
+            self.store.delete(key)  # bytes no manifest describes would only mislead
+            raise
 
     def fetch_raw(self, key: str, size: int) -> Path | None:
         """The stored raw file on this machine (downloaded from an S3 lake), or None."""
@@ -154,7 +159,11 @@ class Lake:
         folder = self.work / "_locks"
         self._mkdir(folder)
         path = folder / f"{self._staged_prefix(table, instrument, day)}lock"
-        with open(path, "a") as handle:
+        try:
+            handle = open(path, "a")
+        except OSError as exc:
+            raise write_error(path, exc) from exc
+        with handle:
             fcntl.flock(handle, fcntl.LOCK_EX)
             try:
                 yield
