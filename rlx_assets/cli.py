@@ -134,7 +134,7 @@ def sql(args: argparse.Namespace) -> int:
     import duckdb
 
     from rlx_assets.lib.catalog import connect_to_lake
-    from rlx_assets.lib.lake import Lake
+    from rlx_assets.lib.lake import Lake, LakeError
     from rlx_assets.settings import Settings
 
     lake = Lake.at(args.lake_root or Settings.from_env().lake_root)
@@ -145,6 +145,10 @@ def sql(args: argparse.Namespace) -> int:
     with duckdb.connect(str(path), read_only=True) as conn:
         try:
             connect_to_lake(conn, lake)
+        except LakeError as exc:
+            print(exc)
+            return 1
+        try:
             conn.sql(args.query).show(max_rows=args.max_rows)
         except duckdb.Error as exc:
             print(f"Query failed: {exc}")

@@ -6,6 +6,7 @@ from dagster_duckdb import DuckDBResource
 from rlx_assets.defs.assets import table_key
 from rlx_assets.defs.resources import LakeResource
 from rlx_assets.lib.catalog import refresh_catalog
+from rlx_assets.lib.lake import LakeError
 from rlx_assets.lib.tables import TABLES
 from rlx_assets.settings import Settings
 
@@ -35,9 +36,12 @@ def build_catalog_asset(settings: Settings) -> dg.AssetsDefinition:
     )
     def duckdb_catalog(lake: LakeResource, duckdb: DuckDBResource) -> dg.MaterializeResult:
         store = lake.lake()
-        store.check_writable()  # DuckDB retries a missing folder for minutes; fail fast
-        with duckdb.get_connection() as conn:
-            views = refresh_catalog(conn, store, settings.instruments, list(TABLES))
+        try:
+            store.check_writable()  # DuckDB retries a missing folder for minutes; fail fast
+            with duckdb.get_connection() as conn:
+                views = refresh_catalog(conn, store, settings.instruments, list(TABLES))
+        except LakeError as exc:
+            raise dg.Failure(description=str(exc), allow_retries=False) from None
         return dg.MaterializeResult(metadata={
             "path": dg.MetadataValue.path(str(store.catalog_path)),
             "views": dg.MetadataValue.md("\n".join(f"- `{v}`" for v in sorted(views))

@@ -9,12 +9,11 @@ from __future__ import annotations
 
 import os
 import urllib.parse
-from pathlib import Path
 
 import duckdb
 
 from rlx_assets.lib.instruments import Instrument
-from rlx_assets.lib.lake import READY, Lake
+from rlx_assets.lib.lake import READY, Lake, LakeError
 
 
 def _glob(lake: Lake, table: str, instrument: Instrument | None) -> str:
@@ -27,23 +26,9 @@ def view_name(table: str, instrument: Instrument | None = None) -> str:
     return f"{instrument.slug}_{table}" if instrument else table
 
 
-def httpfs_file(conn: duckdb.DuckDBPyConnection) -> Path:
-    """The httpfs build for this DuckDB from the `duckdb-extension-httpfs` wheel: loaded
-    straight from site-packages (no download, nothing written under the home directory)."""
-    import duckdb_extension_httpfs
-
-    version = conn.execute("PRAGMA version").fetchone()[0]
-    path = (Path(duckdb_extension_httpfs.__file__).parent / "extensions" / version
-            / "httpfs.duckdb_extension")
-    if not path.is_file():
-        raise RuntimeError(f"DuckDB {version} has no httpfs in duckdb-extension-httpfs; install "
-                           "the duckdb-extension-httpfs release matching duckdb.")
-    return path
-
-
 def connect_to_lake(conn: duckdb.DuckDBPyConnection, lake: Lake) -> None:
-    """Let `conn` read an s3:// lake: DuckDB's httpfs (from its PyPI package, no download)
-    and a session secret from the standard AWS chain. Nothing for a local lake.
+    """Let `conn` read an s3:// lake: DuckDB's httpfs extension and a session secret from the
+    standard AWS chain. Nothing for a local lake.
 
     The secret lives only in this connection; the catalog file keeps the views, not the
     credentials, so every session that queries an s3:// lake calls this first.
@@ -52,7 +37,14 @@ def connect_to_lake(conn: duckdb.DuckDBPyConnection, lake: Lake) -> None:
         return
     import boto3
 
-    conn.execute(f"LOAD '{httpfs_file(conn)}'")
+    try:
+        conn.execute("INSTALL httpfs")  # a no-op once installed; downloads it otherwise
+        conn.execute("LOAD httpfs")
+    except duckdb.Error as exc:
+        raise LakeError(
+            f"DuckDB cannot load its httpfs extension, which views over {lake.root} need "
+            f"({str(exc).splitlines()[0]}); run `INSTALL httpfs` once on a machine with "
+            "internet access, or copy ~/.duckdb/extensions from one.") from None
     session = boto3.session.Session()
     options = {"REGION": session.region_name or "us-east-1"}
     credentials = session.get_credentials()
