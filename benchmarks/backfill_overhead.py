@@ -37,14 +37,15 @@ Not part of the test suite. What it does:
 6. Times a bare `import dagster` and `import rlx_assets.definitions` in fresh interpreters,
    to attribute the run worker's start-up.
 
-Figures (per run = per day = one partition key holding the three tables):
+Figures (a run holds the three tables for RLX_BACKFILL_DAYS_PER_RUN days; per-day figures
+divide the runs' totals by the days they recorded):
 
 - run wall        Dagster's run duration, RUN_START -> run end (`get_run_stats`).
 - run cost        launch (RUN_STARTING) -> run end: adds the run worker's process start and
                   code location load, which Dagster's duration leaves out.
-- data            sum of the `seconds` metadata of the run's three materialisations.
-- overhead        run wall - data and run cost - data, averaged over runs; share = overhead /
-                  run wall (resp. run cost).
+- data            sum of the `seconds` metadata of the run's materialisations (3 per day).
+- overhead        run wall - data and run cost - data, per day; share = overhead / run wall
+                  (resp. run cost).
 - backfill level  backfill wall x max concurrent runs / days - data per day: the throughput
                   cost per day including queue gaps and the daemon's pickup and completion
                   ticks; also given over the execution span only (first run launched -> last

@@ -20,7 +20,7 @@ DEFAULT_SOURCE = "./demo_lake"
 DEFAULT_LAKE_ROOT = "./data"
 DEFAULT_INSTRUMENTS = "BINANCE:BTC-USDT"
 DEFAULT_START = "2024-01-01"
-DEFAULT_DAYS_PER_RUN = 30  # days a backfill run covers; see the README's "Backfills"
+DEFAULT_DAYS_PER_RUN = 15  # days a backfill run covers; see the README's "Backfills"
 SOURCE_KINDS = ("lakeapi", "sample", "s3://bucket/prefix", "a local directory or file:// URL")
 
 

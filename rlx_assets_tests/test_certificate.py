@@ -135,3 +135,26 @@ def test_refusal_names_every_gap(lake: Lake) -> None:
         assert f"{table} 2024-01-02: not materialised" in text
     assert "book 2024-01-01: ready file" in text and "changed" in text
     assert "trades 2024-01-01" not in text
+
+
+def test_a_quarantined_day_withdraws_the_certificates_that_cover_it(lake: Lake) -> None:
+    """Research reads only certified windows: once a covered day fails its checks, the
+    certificate for that window is gone; another instrument's or window's is left alone."""
+    for day in DAYS:
+        for table in TABLES:
+            lake.publish(table, day)
+        assert lake.materialize(day)
+    assert lake.certify().success
+    folder = lake.lake / "certificates"
+    certificate = folder / "binance_btc_usdt_2024-01-01_2024-01-02.json"
+    other_window = folder / "binance_btc_usdt_2024-01-03_2024-01-04.json"
+    other_instrument = folder / "binance_eth_usdt_2024-01-01_2024-01-02.json"
+    for path in (other_window, other_instrument):
+        path.write_text(certificate.read_text())
+    assert certificate.exists()
+
+    lake.publish("trades", DAYS[1], Fault.NEGATIVE_PRICE)  # the vendor re-publishes it broken
+    assert not lake.materialize(DAYS[1], tables=("trades",))
+    assert not certificate.exists(), "the certificate no longer vouches for a quarantined day"
+    assert other_window.exists() and other_instrument.exists()
+    assert lake.requested() == 0, "not re-issued while the day fails"

@@ -331,7 +331,7 @@ def _table_assets(defs: dg.Definitions, settings: Settings) -> list[dg.AssetsDef
             for instrument in settings.instruments for table in TABLES]
 
 
-@pytest.mark.parametrize(("value", "expected"), [(None, 30), ("3", 3), ("1", 1)])
+@pytest.mark.parametrize(("value", "expected"), [(None, 15), ("3", 3), ("1", 1)])
 def test_every_table_asset_groups_the_configured_days_per_run(value: str | None,
                                                               expected: int) -> None:
     env = {"RLX_INSTRUMENTS": "BINANCE:BTC-USDT,BINANCE:ETH-USDT"}

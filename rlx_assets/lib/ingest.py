@@ -136,5 +136,8 @@ def ingest_partition(
         outcomes = evaluate(scan, max_gap_seconds, previous_last_time, trailing_rows)
         passed = all(o.passed for o in outcomes if o.blocking)
         published = lake.publish(staged, spec.name, instrument, day, passed)
+        if not passed:
+            for location in lake.withdraw_certificates(instrument, day):
+                log(f"Withdrew the certificate {location}: {spec.name} {day} is quarantined.")
     return PartitionResult(obj, raw, scan, outcomes, published.location, published.version,
                            scan.output_sha256, scan.output_bytes, time.perf_counter() - started)

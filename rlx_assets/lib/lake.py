@@ -96,6 +96,23 @@ class Lake:
     def certificate_key(self, instrument: Instrument, start: dt.date, end: dt.date) -> str:
         return f"certificates/{instrument.slug}_{start}_{end}.json"
 
+    def withdraw_certificates(self, instrument: Instrument, day: dt.date) -> list[str]:
+        """Delete the instrument's certificates whose window holds `day` (a partition there
+        just failed its checks): a certificate must never vouch for data that is not ready.
+        Returns their locations."""
+        withdrawn = []
+        for key in self.store.list("certificates/"):
+            name = key.rpartition("/")[2].removesuffix(".json")
+            window = name.split("_")[-2:]
+            try:
+                start, end = (dt.date.fromisoformat(d) for d in window)
+            except ValueError:
+                continue
+            if name == f"{instrument.slug}_{start}_{end}" and start <= day <= end:
+                self.store.delete(key)
+                withdrawn.append(self.store.location(key))
+        return withdrawn
+
     def certificate_path(self, instrument: Instrument, start: dt.date, end: dt.date) -> Path:
         """A local lake's certificate file."""
         return self.work / self.certificate_key(instrument, start, end)
