@@ -146,6 +146,7 @@ def build_table_asset(
         blocked = dict(earlier.blocked)
         with vendor_failures():
             source = None if config.from_raw else crypto_lake.vendor()
+            store = lake.lake()
         failed: dict[str, dg.Failure] = {}
         for n, partition in enumerate(days, 1):
             if partition in earlier.days:
@@ -155,7 +156,7 @@ def build_table_asset(
             try:
                 with vendor_failures():
                     result = ingest_partition(
-                        source, lake.lake(), spec, instrument, day, crypto_lake.backoff(),
+                        source, store, spec, instrument, day, crypto_lake.backoff(),
                         max_gap, previous_last, log=context.log.info, from_raw=config.from_raw,
                         trailing_rows=trailing_rows)
             except dg.Failure as failure:
