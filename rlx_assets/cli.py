@@ -184,6 +184,7 @@ def status(args: argparse.Namespace) -> int:
 
     import dagster as dg
 
+    from rlx_assets.lib.lake import LakeError
     from rlx_assets.lib.status import LEGEND, calendar
     from rlx_assets.settings import ConfigError, Settings
     from rlx_assets.status import collect_states
@@ -194,7 +195,11 @@ def status(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(exc)
         return 2
-    states = collect_states(dg.DagsterInstance.get(), settings, args.table or None)
+    try:
+        states = collect_states(dg.DagsterInstance.get(), settings, args.table or None)
+    except LakeError as exc:
+        print(exc)
+        return 1
     if args.json:
         sys.stdout.write(json.dumps([{"instrument": s.instrument, "table": s.table,
                            "day": s.day.isoformat(), "state": s.state,

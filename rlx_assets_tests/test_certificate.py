@@ -158,3 +158,44 @@ def test_a_quarantined_day_withdraws_the_certificates_that_cover_it(lake: Lake) 
     assert not certificate.exists(), "the certificate no longer vouches for a quarantined day"
     assert other_window.exists() and other_instrument.exists()
     assert lake.requested() == 0, "not re-issued while the day fails"
+
+
+def test_a_refused_certificate_withdraws_the_earlier_one(lake: Lake) -> None:
+    for day in DAYS:
+        for table in TABLES:
+            lake.publish(table, day)
+        assert lake.materialize(day)
+    assert lake.certify().success
+    certificate = lake.lake / "certificates" / "binance_btc_usdt_2024-01-01_2024-01-02.json"
+    ready = next((lake.lake / "ready" / "book").rglob("data.parquet"))
+    ready.write_bytes(ready.read_bytes()[:-10] + b"0123456789")  # tampered after the fact
+    refused = lake.certify()
+    assert not refused.success and not certificate.exists()
+    assert "the earlier certificate" in _failure_text(refused)
+
+
+def test_a_partition_changing_while_the_certificate_is_issued_withdraws_it(
+        lake: Lake, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A run that quarantines a day while the certificate verifies the files (minutes for a
+    year) must not leave a certificate behind that vouches for it. (A re-materialisation
+    with the same content and outcomes changes nothing the certificate states.)"""
+    from rlx_assets.defs import certificate as certificate_defs
+
+    for day in DAYS:
+        for table in TABLES:
+            lake.publish(table, day)
+        assert lake.materialize(day)
+    verify = certificate_defs.build_certificate
+
+    def verify_while_a_run_lands(*args, **kwargs):
+        result = verify(*args, **kwargs)
+        lake.publish("trades", DAYS[0], Fault.NEGATIVE_PRICE)  # a concurrent run quarantines
+        assert not lake.materialize(DAYS[0], tables=("trades",))  # a day of the window
+        return result
+
+    monkeypatch.setattr(certificate_defs, "build_certificate", verify_while_a_run_lands)
+    result = lake.certify()
+    assert not result.success
+    assert "withdrawn: a partition was re-materialised" in _failure_text(result)
+    assert not (lake.lake / "certificates").exists() or not list(
+        (lake.lake / "certificates").iterdir())

@@ -852,3 +852,21 @@ def test_truncated_vendor_file_is_unreadable(tmp_path: Path) -> None:
     raw = write_day(tmp_path / "vendor", "trades", BTC, DAY, ROWS, Fault.TRUNCATED)
     with pytest.raises(UnreadableVendorFile):
         normalise_day(raw, TRADES, DAY, tmp_path / "ready.parquet")
+
+
+def test_unsigned_times_beyond_int64_fail_schema_not_the_run(vendor_days: dict[str, Path],
+                                                             tmp_path: Path) -> None:
+    """uint64 `timestamp` values past 2**63 cannot be UTC nanoseconds: they become nulls that
+    the schema check reports, instead of a polars error that stops the day."""
+    def unsigned(table: pa.Table) -> pa.Table:
+        times = table.column("timestamp").to_numpy().astype(np.uint64)
+        times[3] = 2**63 + 5
+        index = table.schema.get_field_index("timestamp")
+        return table.set_column(index, "timestamp", pa.array(times, pa.uint64()))
+
+    raw = write_variant(vendor_days["trades"], tmp_path / "raw.parquet", unsigned)
+    scan = normalise_day(raw, TRADES, DAY, tmp_path / "ready.parquet")
+    assert scan.rows == ROWS
+    outcomes = {o.name: o for o in evaluate(scan, TRADES.default_max_gap_seconds, None, None)}
+    assert not outcomes[SCHEMA].passed
+    assert "column 'origin_time' has nulls (1 rows)" in outcomes[SCHEMA].description

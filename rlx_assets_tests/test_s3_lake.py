@@ -215,3 +215,45 @@ def test_a_missing_lake_bucket_fails_with_one_sentence(s3_lake: S3Lake) -> None:
     assert "NoSuchBucket" in text and "RLX_LAKE_ROOT" in text and "\n" not in text
     with pytest.raises(LakeError, match="names no bucket"):
         Lake.at("s3:///prefix")
+
+
+@pytest.mark.parametrize("failing", ["raw/", "ready/"])
+def test_a_failed_upload_leaves_nothing_on_the_machine(
+        s3_lake: S3Lake, monkeypatch: pytest.MonkeyPatch, failing: str) -> None:
+    from rlx_assets.lib import stores
+
+    s3_lake.vendor.publish("trades", DAY)
+    put = stores.S3Store.put
+
+    def flaky_put(self, local: Path, key: str) -> str:
+        if key.startswith(failing):
+            raise LakeError(f"Cannot upload {local.name} (injected)")
+        return put(self, local, key)
+
+    monkeypatch.setattr(stores.S3Store, "put", flaky_put)
+    result = s3_lake.materialize("trades", DAY)
+    assert not result.success
+    [failure] = result.get_step_failure_events()
+    assert "(injected)" in failure.step_failure_data.user_failure_data.description
+    assert s3_lake.local_files() == [], "neither the download nor the staged file is left"
+    assert not s3_lake.keys("ready/")
+
+
+def test_status_on_an_unreachable_lake_is_one_sentence(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    from rlx_assets import cli
+
+    home = tmp_path / "home_dagster"
+    home.mkdir()
+    (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    monkeypatch.setenv("DAGSTER_HOME", str(home))
+    monkeypatch.setenv("RLX_LAKE_ROOT", "s3://some-lake/prefix")
+    monkeypatch.setenv("RLX_LAKE_ENDPOINT_URL", "http://127.0.0.1:9")  # nothing listens
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "x")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "y")
+    monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")
+    monkeypatch.setenv("RLX_END_DATE", "2024-01-02")
+    assert cli.main(["status"]) == 1
+    out = capsys.readouterr().out.strip()
+    assert out.startswith("Cannot list s3://some-lake/prefix/ready/trades/") and "\n" not in out

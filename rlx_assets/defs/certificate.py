@@ -76,7 +76,8 @@ def build_certificate_asset(instrument: Instrument, settings: Settings) -> dg.As
         kinds={"json"},
         description=f"Data-readiness certificate for {instrument}: every table and day from "
                     "RLX_START_DATE to RLX_END_DATE materialised, all blocking checks passed, "
-                    "ready/ files unchanged (sha256). Research reads only certified windows.",
+                    "ready/ files unchanged (size and sha256; size and ETag on S3). Research "
+                    "reads only certified windows.",
     )
     def _certificate(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.MaterializeResult:
         start, end = settings.start_date, settings.window_end()
@@ -88,10 +89,22 @@ def build_certificate_asset(instrument: Instrument, settings: Settings) -> dg.As
         store = lake.lake()
         certificate, problems = build_certificate(
             str(instrument), start, end, recorded, dt.datetime.now(dt.UTC), store.unchanged)
+        key = store.certificate_key(instrument, start, end)
         if certificate is None:
+            if store.read_json(key) is not None:  # an earlier one no longer holds: withdraw it
+                store.store.delete(key)
+                problems.append(f"the earlier certificate {store.location(key)} was withdrawn")
             raise dg.Failure(description=refusal_message(str(instrument), start, end, problems),
                              metadata={"problems": problems}, allow_retries=False)
-        path = store.write_json(store.certificate_key(instrument, start, end), certificate)
+        path = store.write_json(key, certificate)
+        again = {name: recorded_partitions(context.instance, k, days)
+                 for name, k in table_keys.items()}
+        if again != recorded:  # a partition changed while the files were being verified
+            store.store.delete(key)
+            raise dg.Failure(description=f"Certificate for {instrument} {start}..{end} "
+                             "withdrawn: a partition was re-materialised while it was being "
+                             "issued; it is issued again once that run is done.",
+                             allow_retries=False)
         totals = {name: t["totals"] for name, t in certificate["tables"].items()}
         summary = "\n".join(
             f"| {name} | {t['days']} | {t['rows']:,} | {t['bytes'] / 1e6:,.1f} MB |"

@@ -1,8 +1,8 @@
 """The DuckDB catalog: SQL views over ready/ for researchers.
 
 Views read `ready/` through a glob with hive partitioning (`exchange`, `symbol`, `dt`), so
-they see new partitions as soon as they land; refreshing only adds views for tables that
-have data for the first time. Quarantined data is never visible.
+they see new partitions as soon as they land; a refresh creates the views of tables that
+have data and drops those of tables that have none. Quarantined data is never visible.
 """
 
 from __future__ import annotations
@@ -59,8 +59,19 @@ def connect_to_lake(conn: duckdb.DuckDBPyConnection, lake: Lake) -> None:
         options.update(ENDPOINT=url.netloc, URL_STYLE="path",
                        USE_SSL="true" if url.scheme == "https" else "false")
     params = ", ".join(f"{key} ${key.lower()}" for key in options)
-    conn.execute(f"CREATE OR REPLACE SECRET rlx_lake (TYPE s3, {params})",
-                 {key.lower(): value for key, value in options.items()})
+    try:
+        conn.execute(f"CREATE OR REPLACE SECRET rlx_lake (TYPE s3, {params})",
+                     {key.lower(): value for key, value in options.items()})
+    except duckdb.Error:
+        # Some DuckDB versions do not prepare CREATE SECRET: quote the values instead, and
+        # never let an error message carry them.
+        literals = ", ".join(f"{key} '{str(value).replace(chr(39), chr(39) * 2)}'"
+                             for key, value in options.items())
+        try:
+            conn.execute(f"CREATE OR REPLACE SECRET rlx_lake (TYPE s3, {literals})")
+        except duckdb.Error:
+            raise LakeError(f"DuckDB could not create the S3 secret for {lake.root}; check "
+                            "the AWS credentials and endpoint variables.") from None
 
 
 def refresh_catalog(

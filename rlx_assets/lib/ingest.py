@@ -65,7 +65,7 @@ def fetch_raw(
     key = lake.raw_key(obj.table, obj.instrument, obj.day, obj.filename)
     known = lake.raw_manifest(key)
     if known and known.get("size") == obj.size and known.get("version") == obj.version:
-        path = lake.fetch_raw(key, obj.size)
+        path = lake.local_raw_copy(key, obj.size)
         if path is not None:
             return Download(path, obj.size, known["sha256"], 0.0, 0, reused=True)
     got = download(source, obj, lake.raw_work_path(key), backoff, log)
@@ -81,7 +81,7 @@ def stored_raw(lake: Lake, table: str, instrument: Instrument, day: dt.date) -> 
     """The raw copy already in the lake, verified against its manifest (no vendor call)."""
     key = lake.newest_raw(table, instrument, day)
     known = lake.raw_manifest(key) if key else None
-    path = lake.fetch_raw(key, known["size"]) if known else None
+    path = lake.local_raw_copy(key, known["size"]) if known else None
     if path is None:
         raise VendorFileMissing(
             f"No raw copy of {table} {instrument} {day} in "
@@ -121,23 +121,30 @@ def ingest_partition(
         else:
             obj = source.locate(spec.name, instrument, day)
             raw = fetch_raw(source, obj, lake, backoff, log)
-        for stale in lake.clear_staging(spec.name, instrument, day):
-            log(f"Removed {stale.name} left in _staging/ by an earlier, interrupted attempt.")
-        staged = lake.staging_file(spec.name, instrument, day)
+        staged = None
         try:
-            scan = normalise_day(raw.path, spec, day, staged, raw.stream)
-        except BaseException as exc:
-            staged.unlink(missing_ok=True)  # a failed pass leaves nothing in _staging/
-            if isinstance(exc, UnreadableVendorFile):
+            for stale in lake.clear_staging(spec.name, instrument, day):
+                log(f"Removed {stale.name} left in _staging/ by an earlier, interrupted attempt.")
+            staged = lake.staging_file(spec.name, instrument, day)
+            try:
+                scan = normalise_day(raw.path, spec, day, staged, raw.stream)
+            except UnreadableVendorFile as exc:
+                if from_raw:  # it matched its recorded sha256: keep it, say what it is
+                    raise VendorError(f"The stored raw copy of {spec.name} {instrument} {day} "
+                                      f"is not readable parquet ({exc}); materialise the day "
+                                      "from the vendor (without from_raw).") from None
                 lake.forget_raw(lake.raw_key(spec.name, instrument, day, obj.filename))
-            raise
+                raise
+            outcomes = evaluate(scan, max_gap_seconds, previous_last_time, trailing_rows)
+            passed = all(o.passed for o in outcomes if o.blocking)
+            if not passed:  # before ready/ loses the day: no certificate may outlive it
+                for location in lake.withdraw_certificates(instrument, day):
+                    log(f"Withdrew the certificate {location}: {spec.name} {day} failed its "
+                        "checks.")
+            published = lake.publish(staged, spec.name, instrument, day, passed)
         finally:
+            if staged is not None:
+                staged.unlink(missing_ok=True)  # published (moved away) or failed: gone
             lake.release(raw.path)
-        outcomes = evaluate(scan, max_gap_seconds, previous_last_time, trailing_rows)
-        passed = all(o.passed for o in outcomes if o.blocking)
-        published = lake.publish(staged, spec.name, instrument, day, passed)
-        if not passed:
-            for location in lake.withdraw_certificates(instrument, day):
-                log(f"Withdrew the certificate {location}: {spec.name} {day} is quarantined.")
     return PartitionResult(obj, raw, scan, outcomes, published.location, published.version,
                            scan.output_sha256, scan.output_bytes, time.perf_counter() - started)

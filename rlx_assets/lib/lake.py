@@ -132,14 +132,19 @@ class Lake:
     def keep_raw(self, key: str, manifest: dict) -> None:
         """Store the downloaded raw file (already at `raw_work_path(key)`), then its manifest:
         a manifest always describes bytes that are in the lake."""
-        self.store.put(self.raw_work_path(key), key)
+        try:
+            self.store.put(self.raw_work_path(key), key)
+        except LakeError:
+            self.release(self.raw_work_path(key))
+            raise
         try:
             self.store.write_json(key + ".json", manifest)
         except LakeError:
             self.store.delete(key)  # bytes no manifest describes would only mislead
+            self.release(self.raw_work_path(key))
             raise
 
-    def fetch_raw(self, key: str, size: int) -> Path | None:
+    def local_raw_copy(self, key: str, size: int) -> Path | None:
         """The stored raw file on this machine (downloaded from an S3 lake), or None."""
         return self.store.get(key, self.raw_work_path(key), size)
 
@@ -172,7 +177,8 @@ class Lake:
     def partition_lock(self, table: str, instrument: Instrument,
                        day: dt.date) -> Iterator[None]:
         """Held while a partition is being made on this machine: a second run of the same
-        partition waits instead of racing the first (the kernel drops it if a run dies)."""
+        partition waits instead of racing the first (the kernel drops it if a run dies).
+        `flock` is POSIX: the code location runs on Linux and macOS."""
         folder = self.work / "_locks"
         self._mkdir(folder)
         path = folder / f"{self._staged_prefix(table, instrument, day)}lock"
@@ -215,7 +221,6 @@ class Lake:
         if not passed:
             self.store.delete(other)
         version = self.store.put(staged, target)
-        self.release(staged)
         self.store.delete(other)
         return Published(self.store.location(target), version)
 

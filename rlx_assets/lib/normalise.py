@@ -17,12 +17,19 @@ import hashlib
 import io
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
 
 import polars as pl
 
 from rlx_assets.lib.hashing import CHUNK_BYTES, StreamHash
-from rlx_assets.lib.parquet_footer import Footer, footer_tail, plan_rewrite, read_footer
+from rlx_assets.lib.parquet_footer import (
+    Footer,
+    NotParquet,
+    footer_tail,
+    plan_rewrite,
+    read_footer,
+)
 from rlx_assets.lib.scan import DayScan
 from rlx_assets.lib.stores import LakeError
 from rlx_assets.lib.tables import RENAMES, TIME_COLUMNS, TableSpec
@@ -43,43 +50,61 @@ def normalise_frame(frame: pl.LazyFrame, schema: pl.Schema) -> pl.LazyFrame:
     for raw, name in RENAMES.items():
         if name in TIME_COLUMNS and raw in schema and name not in schema \
                 and schema[raw].is_integer():
-            casts.append(pl.col(name).cast(pl.Int64).cast(pl.Datetime("ns", "UTC")))
+            # Not strict: a value beyond int64 (an unsigned column) becomes null, which the
+            # schema check then reports, instead of an error that stops the day.
+            casts.append(pl.col(name).cast(pl.Int64, strict=False)
+                         .cast(pl.Datetime("ns", "UTC")))
     if "side" in schema and schema["side"] in (pl.Categorical, pl.Enum):
         casts.append(pl.col("side").cast(pl.String))
     return frame.with_columns(casts) if casts else frame
+
+
+@contextmanager
+def reading(raw_path: Path) -> Iterator[None]:
+    """Errors while reading the vendor file mean the file is bad (our own writes fail with a
+    LakeError, which passes through)."""
+    try:
+        yield
+    except (pl.exceptions.PolarsError, OSError, NotParquet) as exc:
+        raise UnreadableVendorFile(f"{raw_path.name}: {exc}") from exc
+
+
+def _plan(footer: Footer) -> bytes | None:
+    try:
+        return plan_rewrite(footer, RENAMES, TIME_COLUMNS)
+    except (KeyError, TypeError, AttributeError, ValueError):
+        return None  # a footer shaped unlike any writer's: decode and re-encode instead
 
 
 def normalise_day(raw_path: Path, spec: TableSpec, day: dt.date, out_path: Path,
                   raw_hash: StreamHash | None = None) -> DayScan:
     """Write the normalised day to `out_path` and return its measurements, including the
     output's sha256 and size. `raw_hash` (the download's) makes that hash nearly free."""
-    try:
+    with reading(raw_path):
         frame = pl.scan_parquet(raw_path)
         raw_schema = frame.collect_schema()
         footer = read_footer(raw_path)
-    except Exception as exc:  # polars raises several types for a corrupt footer
-        raise UnreadableVendorFile(f"{raw_path.name}: {exc}") from exc
     frame = normalise_frame(frame, raw_schema)
     scan = DayScan(spec.name, day)
     scan.prepare(frame.collect_schema())
-    new_footer = plan_rewrite(footer, RENAMES, TIME_COLUMNS)
-    try:
-        if new_footer is None:
+    new_footer = _plan(footer)
+    if new_footer is None:
+        with reading(raw_path):
             sha256, size = _reencode(frame, out_path)
-            measure(pl.scan_parquet(out_path), scan, read_footer(out_path))
-        else:
-            prefix = raw_hash.prefix(raw_path, footer.start) if raw_hash else None
-            with ThreadPoolExecutor(1) as copier:
-                copied = copier.submit(_copy_with_footer, raw_path, footer.start,
-                                       footer_tail(new_footer), out_path, prefix)
+        measure(pl.scan_parquet(out_path), scan, read_footer(out_path))  # our own file
+    else:
+        prefix = raw_hash.prefix(raw_path, footer.start) if raw_hash else None
+        with ThreadPoolExecutor(1) as copier:
+            copied = copier.submit(_copy_with_footer, raw_path, footer.start,
+                                   footer_tail(new_footer), out_path, prefix)
+            with reading(raw_path):
                 measure(frame, scan, footer)
-                sha256, size = copied.result()
-            if pl.scan_parquet(out_path).collect_schema() != frame.collect_schema():
-                # A type only the dropped ARROW:schema carried (a duration, a dictionary,
-                # another time zone): the measured frame is right, its copy is not.
+            sha256, size = copied.result()
+        if pl.scan_parquet(out_path).collect_schema() != frame.collect_schema():
+            # A type only the dropped ARROW:schema carried (a duration, a dictionary,
+            # another time zone): the measured frame is right, its copy is not.
+            with reading(raw_path):
                 sha256, size = _reencode(frame, out_path)
-    except (pl.exceptions.ComputeError, OSError) as exc:
-        raise UnreadableVendorFile(f"{raw_path.name}: {exc}") from exc
     scan.output_sha256, scan.output_bytes = sha256, size
     return scan
 
