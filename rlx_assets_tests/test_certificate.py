@@ -42,6 +42,12 @@ class Lake:
         return dg.materialize(assets, partition_key=day.isoformat(), instance=self.instance,
                               resources=self.defs.resources, raise_on_error=False).success
 
+    def materialize_clean_window(self) -> None:
+        for day in DAYS:
+            for table in TABLES:
+                self.publish(table, day)
+            assert self.materialize(day)
+
     def certify(self) -> dg.ExecuteInJobResult:
         return dg.materialize([self.defs.get_assets_def(CERT)], instance=self.instance,
                               resources=self.defs.resources, raise_on_error=False,
@@ -100,10 +106,7 @@ def test_certificate_waits_for_every_partition_then_fires_once(lake: Lake) -> No
 
 
 def test_certificate_content(lake: Lake) -> None:
-    for day in DAYS:
-        for table in TABLES:
-            lake.publish(table, day)
-        assert lake.materialize(day)
+    lake.materialize_clean_window()
     result = lake.certify()
     assert result.success
     path = lake.lake / "certificates" / "binance_btc_usdt_2024-01-01_2024-01-02.json"
@@ -140,10 +143,7 @@ def test_refusal_names_every_gap(lake: Lake) -> None:
 def test_a_quarantined_day_withdraws_the_certificates_that_cover_it(lake: Lake) -> None:
     """Research reads only certified windows: once a covered day fails its checks, the
     certificate for that window is gone; another instrument's or window's is left alone."""
-    for day in DAYS:
-        for table in TABLES:
-            lake.publish(table, day)
-        assert lake.materialize(day)
+    lake.materialize_clean_window()
     assert lake.certify().success
     folder = lake.lake / "certificates"
     certificate = folder / "binance_btc_usdt_2024-01-01_2024-01-02.json"
@@ -161,10 +161,7 @@ def test_a_quarantined_day_withdraws_the_certificates_that_cover_it(lake: Lake) 
 
 
 def test_a_refused_certificate_withdraws_the_earlier_one(lake: Lake) -> None:
-    for day in DAYS:
-        for table in TABLES:
-            lake.publish(table, day)
-        assert lake.materialize(day)
+    lake.materialize_clean_window()
     assert lake.certify().success
     certificate = lake.lake / "certificates" / "binance_btc_usdt_2024-01-01_2024-01-02.json"
     ready = next((lake.lake / "ready" / "book").rglob("data.parquet"))
@@ -181,10 +178,7 @@ def test_a_partition_changing_while_the_certificate_is_issued_withdraws_it(
     with the same content and outcomes changes nothing the certificate states.)"""
     from rlx_assets.defs import certificate as certificate_defs
 
-    for day in DAYS:
-        for table in TABLES:
-            lake.publish(table, day)
-        assert lake.materialize(day)
+    lake.materialize_clean_window()
     verify = certificate_defs.build_certificate
 
     def verify_while_a_run_lands(*args, **kwargs):

@@ -162,7 +162,7 @@ def test_doctor_fails_on_an_unwritable_lake_root(tmp_path, monkeypatch, capsys, 
     code, lines = doctor(capsys)
     assert code == 1 and len(lines) == 6
     assert lines[5].startswith(f"FAIL  Lake root: Cannot write to {blocker / 'lake'}"), lines[5]
-    assert "set RLX_LAKE_ROOT to a writable directory" in lines[5]
+    assert "point RLX_LAKE_ROOT at a writable directory" in lines[5]
 
 
 @pytest.mark.parametrize(("extra", "steps", "sentence"), [

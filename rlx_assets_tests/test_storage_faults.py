@@ -298,7 +298,7 @@ def test_full_disk_fails_with_one_sentence_and_leaves_nothing_partial(
     message = cli_failure(stderr)
     assert one_sentence(message), message
     assert_no_raw_error(stderr)
-    named = re.fullmatch(r"Cannot write (\S+) .*\(the disk is full\); .*", message)
+    named = re.fullmatch(r"Cannot write to (\S+) \(the disk is full\); .*", message)
     assert named, message
     path = Path(named.group(1))
     where = path.relative_to(tmp_path / "lake").as_posix()

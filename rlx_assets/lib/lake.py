@@ -22,8 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from rlx_assets.lib.instruments import Instrument
-from rlx_assets.lib.stores import LakeError, LocalStore, S3Store, Store
-from rlx_assets.lib.writeback import write_error
+from rlx_assets.lib.stores import LakeError, LocalStore, S3Store, Store, write_error
 
 RAW, READY, QUARANTINE = "raw", "ready", "quarantine"
 DATA_FILE = "data.parquet"
@@ -256,8 +255,5 @@ class Lake:
         try:
             folder.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
-            raise LakeError(
-                f"Cannot write to {folder} ({exc.strerror}); set "
-                f"{'RLX_LAKE_ROOT' if self.is_local else 'RLX_SCRATCH_DIR'} to a writable "
-                "directory."
-            ) from exc
+            raise write_error(folder, exc,
+                              "RLX_LAKE_ROOT" if self.is_local else "RLX_SCRATCH_DIR") from exc

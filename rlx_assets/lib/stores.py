@@ -41,10 +41,11 @@ class Store(Protocol):
     def check_writable(self) -> None: ...
 
 
-def _why(exc: OSError) -> str:
-    if exc.errno == errno.ENOSPC:
-        return "the disk is full"
-    return exc.strerror or str(exc)
+def write_error(path: Path, exc: OSError, variable: str = "RLX_LAKE_ROOT") -> LakeError:
+    """One sentence for a local write that failed: the file, why, and what to set."""
+    why = "the disk is full" if exc.errno == errno.ENOSPC else (exc.strerror or str(exc))
+    return LakeError(f"Cannot write to {path} ({why}); free space there, or point {variable} at "
+                     "a writable directory.")
 
 
 class LocalStore:
@@ -58,10 +59,6 @@ class LocalStore:
     def location(self, key: str) -> str:
         return str(self.path / key)
 
-    def _error(self, path: Path, exc: OSError) -> LakeError:
-        return LakeError(f"Cannot write {path} under the lake root {self.path} ({_why(exc)}); "
-                         "free space there or set RLX_LAKE_ROOT to a writable directory.")
-
     def put(self, local: Path, key: str) -> str:
         target = self.path / key
         if local != target:
@@ -69,7 +66,7 @@ class LocalStore:
                 target.parent.mkdir(parents=True, exist_ok=True)
                 os.replace(local, target)
             except OSError as exc:
-                raise self._error(target, exc) from exc
+                raise write_error(target, exc) from exc
         return ""
 
     def get(self, key: str, local: Path, size: int) -> Path | None:
@@ -93,7 +90,7 @@ class LocalStore:
             os.replace(part, path)
         except OSError as exc:
             part.unlink(missing_ok=True)
-            raise self._error(path, exc) from exc
+            raise write_error(path, exc) from exc
 
     def delete(self, key: str) -> None:
         (self.path / key).unlink(missing_ok=True)
@@ -120,8 +117,7 @@ class LocalStore:
             probe.write_bytes(b"ok")
             probe.unlink()
         except OSError as exc:
-            raise LakeError(f"Cannot write to {self.path}, the lake root ({_why(exc)}); set "
-                            "RLX_LAKE_ROOT to a writable directory.") from exc
+            raise write_error(self.path, exc) from exc
 
 
 class S3Store:
@@ -207,8 +203,7 @@ class S3Store:
             os.replace(part, local)
         except OSError as exc:
             part.unlink(missing_ok=True)
-            raise LakeError(f"Cannot write {local} ({_why(exc)}); free space there or set "
-                            "RLX_SCRATCH_DIR to a writable directory.") from exc
+            raise write_error(local, exc, "RLX_SCRATCH_DIR") from exc
         except Exception as exc:
             part.unlink(missing_ok=True)
             raise self._error(f"download s3://{self.bucket}/{full}", exc) from exc

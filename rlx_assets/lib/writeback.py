@@ -14,21 +14,14 @@ caller removes the partial file.
 
 from __future__ import annotations
 
-import errno
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from rlx_assets.lib.stores import LakeError
+from rlx_assets.lib.stores import write_error
 
 _HINT = getattr(os, "POSIX_FADV_DONTNEED", None)  # not on macOS or Windows
-
-
-def write_error(path: Path, exc: OSError) -> LakeError:
-    why = "the disk is full" if exc.errno == errno.ENOSPC else (exc.strerror or str(exc))
-    return LakeError(f"Cannot write {path} ({why}); free space there, or point RLX_LAKE_ROOT "
-                     "(RLX_SCRATCH_DIR for an s3:// lake) at a writable directory.")
 
 
 class WritebackFile:
