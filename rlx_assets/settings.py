@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from rlx_assets.lib.instruments import Instrument, InstrumentError, parse_instruments
+from rlx_assets.lib.lake import Lake, LakeError
 from rlx_assets.lib.tables import TABLES
 
 DEFAULT_SOURCE = "./demo_lake"
@@ -152,10 +153,10 @@ class Settings:
             raise ConfigError(f"RLX_END_DATE={end} is before RLX_START_DATE={start}; the window "
                               "must end on or after its start.")
         lake_root = env.get("RLX_LAKE_ROOT", "").strip() or DEFAULT_LAKE_ROOT
-        if "://" in lake_root and not lake_root.startswith(("s3://", "file://")) or \
-                lake_root.startswith("s3://") and not lake_root[5:].split("/")[0]:
-            raise ConfigError(f"RLX_LAKE_ROOT={lake_root!r} is neither a local directory nor "
-                              "s3://bucket/prefix.")
+        try:
+            Lake.at(lake_root)  # checks the form only: nothing is touched
+        except LakeError as exc:
+            raise ConfigError(str(exc)) from None
         return cls(source, lake_root, instruments, start, end,
                    _max_gaps(env.get("RLX_MAX_GAP_SECONDS", ""), instruments),
                    step_retries=int(_number(env, "RLX_STEP_RETRIES", 3, integer=True)),

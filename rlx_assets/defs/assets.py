@@ -19,6 +19,7 @@ from rlx_assets.defs.day_events import (
     blocked_days,
     check_outputs,
     earlier_attempts,
+    partition_metadata,
     record_day,
 )
 from rlx_assets.defs.records import latest_materializations
@@ -60,14 +61,24 @@ def vendor_failures() -> Iterator[None]:
         raise dg.Failure(description=str(exc), allow_retries=False) from None
 
 
-def earlier_days(context: dg.AssetExecutionContext, day: dt.date) -> tuple[int | None, list[int]]:
+def recorded_before(context: dg.AssetExecutionContext,
+                    days: list[dt.date]) -> dict[dt.date, dict[str, object]]:
+    """The latest metadata of every day that `days` look back on (the TRAILING_DAYS before
+    each), read once per step; the step adds each day it records."""
+    wanted = sorted({(day - dt.timedelta(days=i)).isoformat()
+                     for day in days for i in range(1, TRAILING_DAYS + 1)})
+    return {dt.date.fromisoformat(p): m.metadata for p, m in
+            latest_materializations(context.instance, context.asset_key, wanted).items()}
+
+
+def earlier_days(history: dict[dt.date, dict[str, object]],
+                 day: dt.date) -> tuple[int | None, list[int]]:
     """From the metadata of the days before (no re-read of their data): the last origin_time
     (ns) of the day before, and the row counts of the ready days among the trailing ones."""
-    wanted = [(day - dt.timedelta(days=i)).isoformat() for i in range(1, TRAILING_DAYS + 1)]
-    latest = {p: m.metadata for p, m in
-              latest_materializations(context.instance, context.asset_key, wanted).items()}
-    previous = latest.get(wanted[0], {}).get("last_origin_time_ns")
-    rows = [int(m["dagster/row_count"]) for m in latest.values()
+    trailing = [history[d] for i in range(1, TRAILING_DAYS + 1)
+                if (d := day - dt.timedelta(days=i)) in history]
+    previous = history.get(day - dt.timedelta(days=1), {}).get("last_origin_time_ns")
+    rows = [int(m["dagster/row_count"]) for m in trailing
             if m.get("zone") == "ready" and "dagster/row_count" in m]
     return (int(previous) if previous is not None else None), rows
 
@@ -148,11 +159,12 @@ def build_table_asset(
             source = None if config.from_raw else crypto_lake.vendor()
             store = lake.lake()
         failed: dict[str, dg.Failure] = {}
+        history = recorded_before(context, [dt.date.fromisoformat(p) for p in days])
         for n, partition in enumerate(days, 1):
             if partition in earlier.days:
                 continue
             day = dt.date.fromisoformat(partition)
-            previous_last, trailing_rows = earlier_days(context, day)
+            previous_last, trailing_rows = earlier_days(history, day)
             try:
                 with vendor_failures():
                     result = ingest_partition(
@@ -168,7 +180,8 @@ def build_table_asset(
                 continue
             context.log.info(f"[{n}/{len(days)}] {spec.name} {instrument} {day}: "
                              f"{result.summary()}")
-            yield from record_day(context, key, partition, result)
+            history[day] = metadata = partition_metadata(result)
+            yield from record_day(context, key, partition, metadata, result.outcomes)
             if not result.passed:
                 blocked[partition] = result.failed_checks()
         yield from check_outputs(context)

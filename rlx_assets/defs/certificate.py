@@ -92,7 +92,7 @@ def build_certificate_asset(instrument: Instrument, settings: Settings) -> dg.As
         key = store.certificate_key(instrument, start, end)
         if certificate is None:
             if store.read_json(key) is not None:  # an earlier one no longer holds: withdraw it
-                store.store.delete(key)
+                store.delete(key)
                 problems.append(f"the earlier certificate {store.location(key)} was withdrawn")
             raise dg.Failure(description=refusal_message(str(instrument), start, end, problems),
                              metadata={"problems": problems}, allow_retries=False)
@@ -100,7 +100,7 @@ def build_certificate_asset(instrument: Instrument, settings: Settings) -> dg.As
         again = {name: recorded_partitions(context.instance, k, days)
                  for name, k in table_keys.items()}
         if again != recorded:  # a partition changed while the files were being verified
-            store.store.delete(key)
+            store.delete(key)
             raise dg.Failure(description=f"Certificate for {instrument} {start}..{end} "
                              "withdrawn: a partition was re-materialised while it was being "
                              "issued; it is issued again once that run is done.",

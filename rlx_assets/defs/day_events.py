@@ -21,6 +21,7 @@ from dagster._core.definitions.asset_checks.asset_check_evaluation import (
     AssetCheckEvaluationTargetMaterializationData,
 )
 
+from rlx_assets.lib.checks import CheckOutcome
 from rlx_assets.lib.ingest import PartitionResult
 from rlx_assets.lib.scan import format_ns
 
@@ -64,13 +65,12 @@ def _this_run_materialization(context: dg.AssetExecutionContext, key: dg.AssetKe
 
 
 def record_day(context: dg.AssetExecutionContext, key: dg.AssetKey, partition: str,
-               result: PartitionResult) -> Iterator[dg.AssetMaterialization
-                                                     | dg.AssetCheckEvaluation]:
+               metadata: dict[str, object], outcomes: list[CheckOutcome],
+               ) -> Iterator[dg.AssetMaterialization | dg.AssetCheckEvaluation]:
     """The day's materialisation, then each check's evaluation pointing at it."""
-    yield dg.AssetMaterialization(asset_key=key, partition=partition,
-                                  metadata=partition_metadata(result))
+    yield dg.AssetMaterialization(asset_key=key, partition=partition, metadata=metadata)
     target = _this_run_materialization(context, key, partition)
-    for outcome in result.outcomes:
+    for outcome in outcomes:
         yield dg.AssetCheckEvaluation(
             asset_key=key,
             check_name=outcome.name,

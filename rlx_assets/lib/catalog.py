@@ -12,7 +12,7 @@ import urllib.parse
 
 import duckdb
 
-from rlx_assets.lib.instruments import Instrument
+from rlx_assets.lib.instruments import Instrument, instrument_prefix
 from rlx_assets.lib.lake import READY, Lake, LakeError
 
 
@@ -89,8 +89,8 @@ def refresh_catalog(
     for table in tables:
         keys = lake.store.list(f"{READY}/{table}/")  # one listing per table
         for instrument in [*instruments, None]:
-            folder = (f"{READY}/{table}/exchange={instrument.exchange}/"
-                      f"symbol={instrument.symbol}/" if instrument else f"{READY}/{table}/")
+            folder = f"{READY}/" + (instrument_prefix(table, instrument) if instrument
+                                    else f"{table}/")
             name = view_name(table, instrument)
             if not any(k.startswith(folder) and k.endswith(".parquet") for k in keys):
                 conn.execute(f'DROP VIEW IF EXISTS "{name}"')

@@ -176,6 +176,11 @@ def check_warnings(scan: DayScan, trailing_rows: list[int]) -> list[CheckOutcome
     return out
 
 
+def failed_blocking(outcomes: list[CheckOutcome]) -> list[str]:
+    """The blocking checks that failed: the partition is ready only if there are none."""
+    return [o.name for o in outcomes if o.blocking and not o.passed]
+
+
 def evaluate(
     scan: DayScan,
     max_gap_seconds: float,

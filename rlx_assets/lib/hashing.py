@@ -17,14 +17,6 @@ CHUNK_BYTES = 8 * 1024 * 1024
 KEPT_STATES = 3  # chunk boundaries remembered: footers sit in the last chunk or two
 
 
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while chunk := handle.read(CHUNK_BYTES):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 class StreamHash:
     """sha256 of the bytes fed in order, remembering the state at recent chunk boundaries."""
 
@@ -32,6 +24,14 @@ class StreamHash:
         self._digest = hashlib.sha256()
         self.size = 0
         self._states: deque[tuple[int, hashlib._Hash]] = deque(maxlen=KEPT_STATES)
+
+    @classmethod
+    def of_file(cls, path: Path) -> StreamHash:
+        digest = cls()
+        with open(path, "rb") as handle:
+            while chunk := handle.read(CHUNK_BYTES):
+                digest.update(chunk)
+        return digest
 
     def update(self, chunk: bytes) -> None:
         self._states.append((self.size, self._digest.copy()))
@@ -56,3 +56,7 @@ class StreamHash:
                 digest.update(chunk)
                 remaining -= len(chunk)
         return digest
+
+
+def sha256_file(path: Path) -> str:
+    return StreamHash.of_file(path).hexdigest()

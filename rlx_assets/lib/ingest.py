@@ -7,8 +7,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from rlx_assets.lib.checks import CheckOutcome, evaluate
-from rlx_assets.lib.hashing import sha256_file
+from rlx_assets.lib.checks import CheckOutcome, evaluate, failed_blocking
+from rlx_assets.lib.hashing import StreamHash
 from rlx_assets.lib.instruments import Instrument
 from rlx_assets.lib.lake import RAW, Lake, partition_key
 from rlx_assets.lib.normalise import UnreadableVendorFile, normalise_day
@@ -42,10 +42,10 @@ class PartitionResult:
     @property
     def passed(self) -> bool:
         """Every blocking check passed (WARN-level checks never block)."""
-        return all(o.passed for o in self.outcomes if o.blocking)
+        return not self.failed_checks()
 
     def failed_checks(self) -> list[str]:
-        return [o.name for o in self.outcomes if o.blocking and not o.passed]
+        return failed_blocking(self.outcomes)
 
     def summary(self) -> str:
         """One line for the run log: rows, verdict, warnings, where the data went."""
@@ -88,13 +88,15 @@ def stored_raw(lake: Lake, table: str, instrument: Instrument, day: dt.date) -> 
             f"{lake.location(partition_key(RAW, table, instrument, day))}; materialise it from "
             "the vendor first (without from_raw)."
         )
-    if sha256_file(path) != known["sha256"]:
+    stream = StreamHash.of_file(path)  # its states also give the ready file's hash
+    if stream.hexdigest() != known["sha256"]:
         raise VendorError(f"The raw copy {lake.location(key)} no longer matches the sha256 "
                           "recorded when it was downloaded; materialise it from the vendor "
                           "(without from_raw).")
     obj = VendorObject(table, instrument, day, known["location"], known["size"],
                        known["version"])
-    return obj, Download(path, known["size"], known["sha256"], 0.0, 0, reused=True)
+    return obj, Download(path, known["size"], known["sha256"], 0.0, 0, reused=True,
+                         stream=stream)
 
 
 def ingest_partition(
@@ -136,7 +138,7 @@ def ingest_partition(
                 lake.forget_raw(lake.raw_key(spec.name, instrument, day, obj.filename))
                 raise
             outcomes = evaluate(scan, max_gap_seconds, previous_last_time, trailing_rows)
-            passed = all(o.passed for o in outcomes if o.blocking)
+            passed = not failed_blocking(outcomes)
             if not passed:  # before ready/ loses the day: no certificate may outlive it
                 for location in lake.withdraw_certificates(instrument, day):
                     log(f"Withdrew the certificate {location}: {spec.name} {day} failed its "

@@ -1,7 +1,9 @@
-"""Instruments (`EXCHANGE:SYMBOL`) and the names derived from them."""
+"""Instruments (`EXCHANGE:SYMBOL`) and the names derived from them, including the hive
+layout `<table>/exchange=<EX>/symbol=<SYM>/dt=<day>/` shared by the vendor and our lake."""
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 from dataclasses import dataclass
 
@@ -51,3 +53,11 @@ def parse_instruments(text: str) -> list[Instrument]:
             "RLX_INSTRUMENTS is empty; set it to a comma-separated list such as BINANCE:BTC-USDT."
         )
     return list(dict.fromkeys(Instrument.parse(item) for item in items))
+
+
+def instrument_prefix(table: str, instrument: Instrument) -> str:
+    return f"{table}/exchange={instrument.exchange}/symbol={instrument.symbol}/"
+
+
+def day_prefix(table: str, instrument: Instrument, day: dt.date) -> str:
+    return f"{instrument_prefix(table, instrument)}dt={day.isoformat()}/"

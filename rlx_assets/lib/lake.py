@@ -21,7 +21,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from rlx_assets.lib.instruments import Instrument
+from rlx_assets.lib.instruments import Instrument, day_prefix, instrument_prefix
 from rlx_assets.lib.stores import LakeError, LocalStore, S3Store, Store, write_error
 
 RAW, READY, QUARANTINE = "raw", "ready", "quarantine"
@@ -38,8 +38,7 @@ class Published:
 
 
 def partition_key(zone: str, table: str, instrument: Instrument, day: dt.date) -> str:
-    return (f"{zone}/{table}/exchange={instrument.exchange}/symbol={instrument.symbol}/"
-            f"dt={day.isoformat()}")
+    return f"{zone}/{day_prefix(table, instrument, day)}".rstrip("/")
 
 
 def default_scratch() -> Path:
@@ -61,6 +60,9 @@ class Lake:
                 raise LakeError(f"RLX_LAKE_ROOT={uri} names no bucket; use s3://bucket/prefix.")
             store = S3Store(bucket, prefix.strip("/"))
             return cls(store, (scratch or default_scratch()) / store.slug)
+        if "://" in uri and not uri.startswith("file://"):
+            raise LakeError(f"RLX_LAKE_ROOT={uri!r} is neither a local directory nor "
+                            "s3://bucket/prefix.")
         root = Path(uri.removeprefix("file://")).expanduser().absolute()
         return cls(LocalStore(root), root)
 
@@ -99,15 +101,14 @@ class Lake:
         """Delete the instrument's certificates whose window holds `day` (a partition there
         just failed its checks): a certificate must never vouch for data that is not ready.
         Returns their locations."""
-        withdrawn = []
+        prefix, withdrawn = f"certificates/{instrument.slug}_", []
         for key in self.store.list("certificates/"):
-            name = key.rpartition("/")[2].removesuffix(".json")
-            window = name.split("_")[-2:]
-            try:
-                start, end = (dt.date.fromisoformat(d) for d in window)
+            try:  # <slug>_<start>_<end>.json
+                start, end = map(dt.date.fromisoformat,
+                                 key.removeprefix(prefix).removesuffix(".json").split("_"))
             except ValueError:
                 continue
-            if name == f"{instrument.slug}_{start}_{end}" and start <= day <= end:
+            if key.startswith(prefix) and start <= day <= end:
                 self.store.delete(key)
                 withdrawn.append(self.store.location(key))
         return withdrawn
@@ -157,7 +158,7 @@ class Lake:
         """Drop raw bytes that turned out unreadable, so that a retry downloads them again."""
         self.store.delete(key + ".json")
         self.store.delete(key)
-        self.raw_work_path(key).unlink(missing_ok=True)
+        self.release(self.raw_work_path(key))
 
     def release(self, path: Path) -> None:
         """A work copy is no longer needed (S3 lakes only: a local lake's copy is the data)."""
@@ -217,17 +218,17 @@ class Lake:
         """
         target = self.zone_key(READY if passed else QUARANTINE, table, instrument, day)
         other = self.zone_key(QUARANTINE if passed else READY, table, instrument, day)
-        if not passed:
+        if not passed:  # withdrawn before the quarantined copy lands
             self.store.delete(other)
         version = self.store.put(staged, target)
-        self.store.delete(other)
+        if passed:
+            self.store.delete(other)
         return Published(self.store.location(target), version)
 
     def zone_days(self, zone: str, table: str, instrument: Instrument) -> set[dt.date]:
         """The days that have a file in `zone` (one listing, not one look-up per day)."""
-        prefix = partition_key(zone, table, instrument, dt.date.min).rsplit("dt=", 1)[0]
         days = set()
-        for key in self.store.list(prefix):
+        for key in self.store.list(f"{zone}/{instrument_prefix(table, instrument)}"):
             folder, _, name = key.rpartition("/")
             if name == DATA_FILE and folder.rpartition("/")[2].startswith("dt="):
                 days.add(dt.date.fromisoformat(folder.rpartition("dt=")[2]))
@@ -241,6 +242,9 @@ class Lake:
 
     def read_json(self, key: str) -> dict | None:
         return self.store.read_json(key)
+
+    def delete(self, key: str) -> None:
+        self.store.delete(key)
 
     def unchanged(self, location: str, size: int, sha256: str, version: str) -> str | None:
         """Why the published file at `location` is not the one recorded, or None."""

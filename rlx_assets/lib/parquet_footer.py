@@ -33,6 +33,8 @@ from rlx_assets.lib.thrift_compact import (
     ThriftError,
     decode_struct,
     encode_struct,
+    items_of,
+    value_of,
 )
 
 MAGIC = b"PAR1"
@@ -64,8 +66,8 @@ class Footer:
 
     @property
     def row_group_rows(self) -> list[int]:
-        groups = self.metadata.get(FMD_ROW_GROUPS, (LIST, List(STRUCT)))[1].values
-        return [group.get(RG_NUM_ROWS, (0, 0))[1] for group in groups]
+        return [value_of(group, RG_NUM_ROWS, 0) for group in items_of(self.metadata,
+                                                                      FMD_ROW_GROUPS)]
 
 
 def read_footer(path: Path) -> Footer:
@@ -95,11 +97,11 @@ def read_footer(path: Path) -> Footer:
 
 def _leaves(metadata: Struct) -> list[Struct] | None:
     """The leaf columns of a flat schema, or None for a nested or malformed one."""
-    elements = metadata.get(FMD_SCHEMA, (LIST, List(STRUCT)))[1].values
+    elements = items_of(metadata, FMD_SCHEMA)
     if not elements:
         return None
     root, leaves = elements[0], elements[1:]
-    if root.get(SE_CHILDREN, (0, -1))[1] != len(leaves):
+    if value_of(root, SE_CHILDREN, -1) != len(leaves):
         return None
     if any(SE_CHILDREN in leaf or SE_NAME not in leaf for leaf in leaves):
         return None
@@ -107,15 +109,14 @@ def _leaves(metadata: Struct) -> list[Struct] | None:
 
 
 def _plain_int64(leaf: Struct) -> bool:
-    if leaf.get(SE_TYPE, (0, None))[1] != INT64:
+    if value_of(leaf, SE_TYPE) != INT64:
         return False
-    converted = leaf.get(SE_CONVERTED, (0, INT_64))[1]
-    logical = leaf.get(SE_LOGICAL, (STRUCT, None))[1]
+    logical = value_of(leaf, SE_LOGICAL)
     if logical is not None:
-        integer = logical.get(LOGICAL_INTEGER, (STRUCT, None))[1]
-        if integer is None or not integer.get(INT_SIGNED, (BOOL, False))[1]:
+        integer = value_of(logical, LOGICAL_INTEGER)
+        if integer is None or not value_of(integer, INT_SIGNED, False):
             return False
-    return converted == INT_64
+    return value_of(leaf, SE_CONVERTED, INT_64) == INT_64
 
 
 def _utc_nanos() -> Struct:
@@ -133,7 +134,7 @@ def plan_rewrite(footer: Footer, renames: dict[str, str],
     leaves = _leaves(metadata)
     if leaves is None:
         return None
-    names = [leaf[SE_NAME][1].decode("utf-8", "replace") for leaf in leaves]
+    names = [value_of(leaf, SE_NAME).decode("utf-8", "replace") for leaf in leaves]
     new_names = [renames.get(n, n) for n in names]
     if len(set(new_names)) != len(new_names):
         return None
@@ -148,17 +149,16 @@ def plan_rewrite(footer: Footer, renames: dict[str, str],
             leaf.pop(SE_CONVERTED, None)
             leaf[SE_LOGICAL] = (STRUCT, _utc_nanos())
         new_leaves.append(leaf)
-    root = metadata[FMD_SCHEMA][1].values[0]
-    edited[FMD_SCHEMA] = (LIST, List(STRUCT, [root, *new_leaves]))
+    edited[FMD_SCHEMA] = (LIST, List(STRUCT, [items_of(metadata, FMD_SCHEMA)[0], *new_leaves]))
     by_old = dict(zip(names, new_names, strict=True))
     groups = []
-    for group in metadata.get(FMD_ROW_GROUPS, (LIST, List(STRUCT)))[1].values:
+    for group in items_of(metadata, FMD_ROW_GROUPS):
         chunks = []
-        for chunk in group[RG_COLUMNS][1].values:
+        for chunk in items_of(group, RG_COLUMNS):
             if CC_FILE_PATH in chunk or CC_META not in chunk:
                 return None
-            meta = dict(chunk[CC_META][1])
-            path = [p.decode("utf-8", "replace") for p in meta[CMD_PATH][1].values]
+            meta = dict(value_of(chunk, CC_META))
+            path = [p.decode("utf-8", "replace") for p in items_of(meta, CMD_PATH)]
             if len(path) != 1 or path[0] not in by_old:
                 return None
             meta[CMD_PATH] = (LIST, List(BINARY, [by_old[path[0]].encode()]))
@@ -166,8 +166,8 @@ def plan_rewrite(footer: Footer, renames: dict[str, str],
         groups.append({**group, RG_COLUMNS: (LIST, List(STRUCT, chunks))})
     edited[FMD_ROW_GROUPS] = (LIST, List(STRUCT, groups))
     if FMD_KEY_VALUES in metadata:
-        kept = [kv for kv in metadata[FMD_KEY_VALUES][1].values
-                if kv.get(KV_KEY, (BINARY, b""))[1] not in STALE_METADATA_KEYS]
+        kept = [kv for kv in items_of(metadata, FMD_KEY_VALUES)
+                if value_of(kv, KV_KEY) not in STALE_METADATA_KEYS]
         if kept:
             edited[FMD_KEY_VALUES] = (LIST, List(STRUCT, kept))
         else:

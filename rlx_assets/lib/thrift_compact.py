@@ -40,6 +40,16 @@ class Map:
 Struct = dict[int, tuple[int, object]]
 
 
+def value_of(fields: Struct, fid: int, default: object = None) -> object:
+    """The value of field `fid`, or `default` when the struct does not have it."""
+    return fields[fid][1] if fid in fields else default
+
+
+def items_of(fields: Struct, fid: int) -> list:
+    """The elements of list field `fid` ([] when absent)."""
+    return fields[fid][1].values if fid in fields else []
+
+
 def decode_struct(data: bytes | memoryview, offset: int = 0) -> tuple[Struct, int]:
     """The struct starting at `offset`, and the offset just after it."""
     reader = _Reader(memoryview(data), offset)

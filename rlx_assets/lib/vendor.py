@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import BinaryIO, Protocol
 
 from rlx_assets.lib.hashing import CHUNK_BYTES, StreamHash
-from rlx_assets.lib.instruments import Instrument
+from rlx_assets.lib.instruments import Instrument, day_prefix, instrument_prefix
 from rlx_assets.lib.retry import Backoff
 from rlx_assets.lib.writeback import writing
 
@@ -66,15 +66,6 @@ class VendorObject:
     @property
     def filename(self) -> str:
         return self.location.rsplit("/", 1)[-1]
-
-
-def day_prefix(table: str, instrument: Instrument, day: dt.date) -> str:
-    return (f"{table}/exchange={instrument.exchange}/symbol={instrument.symbol}/"
-            f"dt={day.isoformat()}/")
-
-
-def instrument_prefix(table: str, instrument: Instrument) -> str:
-    return f"{table}/exchange={instrument.exchange}/symbol={instrument.symbol}/"
 
 
 def _day_in(key: str, start: dt.date, end: dt.date) -> dt.date | None:
