@@ -42,10 +42,12 @@ def backfill(defs, instance, settings, days: list[dt.date], tables: list[str],
     """
     import dagster as dg
 
+    from rlx_assets.defs.assets import table_key
+
     outcomes: dict[tuple[str, str], dict[str, bool]] = {}
     rows: dict[str, int] = {table: 0 for table in tables}
     for instrument in settings.instruments:
-        keys = [dg.AssetKey([*instrument.key_prefix, t]) for t in tables]
+        keys = [table_key(instrument, t) for t in tables]
         ops = {"__".join(k.path): {"config": {"from_raw": from_raw}} for k in keys}
         for day in days:
             started = time.perf_counter()
@@ -56,9 +58,11 @@ def backfill(defs, instance, settings, days: list[dt.date], tables: list[str],
             checks = outcomes.setdefault((str(instrument), day.isoformat()), {})
             for event in result.get_asset_check_evaluations():
                 checks[f"{event.asset_key.path[-1]}.{event.check_name}"] = event.passed
-            for key in keys:
-                for mat in result.asset_materializations_for_node("__".join(key.path)):
-                    rows[key.path[-1]] += int(mat.metadata["dagster/row_count"].value)
+            for key in keys:  # ready days are materialisations, quarantined ones observations
+                node = "__".join(key.path)
+                for event in [*result.asset_materializations_for_node(node),
+                              *result.asset_observations_for_node(node)]:
+                    rows[key.path[-1]] += int(event.metadata["dagster/row_count"].value)
             failed = [name for name, ok in checks.items() if not ok]
             errors = [e.step_failure_data.user_failure_data.description
                       for e in result.get_step_failure_events()
@@ -184,10 +188,10 @@ def status(args: argparse.Namespace) -> int:
 
     import dagster as dg
 
+    from rlx_assets.defs.status import collect_states
     from rlx_assets.lib.lake import LakeError
     from rlx_assets.lib.status import LEGEND, calendar
     from rlx_assets.settings import ConfigError, Settings
-    from rlx_assets.status import collect_states
 
     _default_home()
     try:

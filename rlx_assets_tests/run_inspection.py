@@ -57,6 +57,28 @@ def materialization_metadata(result: dg.ExecuteInProcessResult) -> dict[str, obj
     return {k: v.value for k, v in events[0].materialization.metadata.items()}
 
 
+def quarantine_metadata(result: dg.ExecuteInProcessResult) -> dict[str, object]:
+    """A quarantined day is recorded as an observation, never a materialisation."""
+    assert not result.get_asset_materialization_events()
+    events = result.get_asset_observation_events()
+    assert len(events) == 1, events
+    return {k: v.value for k, v in events[0].asset_observation_data.asset_observation
+            .metadata.items()}
+
+
+def partition_status(instance: dg.DagsterInstance, table: str, day: dt.date,
+                     instrument: Instrument = BTC) -> str | None:
+    """What the UI's Partitions tab shows for the day: MATERIALIZED, FAILED, ..."""
+    from rlx_assets.defs.partitions import daily_partitions
+    from rlx_assets_tests.conftest import settings_for
+
+    partitions = daily_partitions(settings_for({}))
+    status = instance.get_status_by_partition(table_asset_key(table, instrument),
+                                              [day.isoformat()], partitions) or {}
+    value = status.get(day.isoformat())
+    return value.value if value is not None else None
+
+
 def check_statuses(
     instance: dg.DagsterInstance, table: str, instrument: Instrument = BTC
 ) -> dict[str, dict[str, AssetCheckExecutionRecordStatus]]:

@@ -90,7 +90,7 @@ def test_certificate_waits_for_every_partition_then_fires_once(lake: Lake) -> No
     refused = lake.certify()
     assert not refused.success
     text = _failure_text(refused)
-    assert "trades 2024-01-02: check positive_prices failed" in text
+    assert "trades 2024-01-02: quarantined (positive_prices failed)" in text
     assert "refused: 1 partition problem(s)" in text
     assert not (lake.lake / "certificates").exists(), "no partial certificate"
 

@@ -28,6 +28,8 @@ from rlx_assets_tests.run_inspection import (
     check_statuses,
     failure_text,
     materialization_metadata,
+    partition_status,
+    quarantine_metadata,
     step_attempts,
     zone_files,
 )
@@ -93,7 +95,12 @@ def test_bad_day_fails_its_check_for_that_partition_only(
     raw = [p for p in zone_files(lake, "raw", table, BAD) if p.suffix == ".parquet"]
     assert [p.read_bytes() for p in raw] == [vendor_file(vendor_bucket, table, BAD).read_bytes()]
     assert rows(quarantined) == rows(vendor_file(vendor_bucket, table, BAD))
-    assert materialization_metadata(bad)["zone"] == "quarantine"
+    assert quarantine_metadata(bad)["zone"] == "quarantine"
+    assert quarantine_metadata(bad)["failed_checks"] == sorted(
+        failing, key=BLOCKING_CHECKS.index)
+    # What the UI's Partitions tab shows: the bad day failed, the clean one materialised.
+    assert partition_status(instance, table, BAD) == "FAILED"
+    assert partition_status(instance, table, CLEAN) == "MATERIALIZED"
 
     # The clean day: ready, with the vendor's row count, nothing in quarantine.
     [ready] = zone_files(lake, "ready", table, CLEAN)
@@ -148,13 +155,16 @@ def test_a_republished_bad_version_withdraws_the_ready_partition(vendor_bucket: 
     vendor_bucket.publish("trades", CLEAN, fault=Fault.NEGATIVE_PRICE)  # a new vendor version
     again = materialize_day(lakeapi_env(lake), "trades", CLEAN, instance)
     assert not again.success
-    assert materialization_metadata(again)["raw_reused"] is False  # downloaded again
+    assert quarantine_metadata(again)["raw_reused"] is False  # downloaded again
     assert not zone_files(lake, "ready", "trades", CLEAN)
     assert zone_files(lake, "quarantine", "trades", CLEAN)
     assert check_statuses(instance, "trades")[CLEAN.isoformat()][POSITIVE_PRICES] == FAILED
+    # The old ready version no longer shows as current: the partition reads FAILED.
+    assert partition_status(instance, "trades", CLEAN) == "FAILED"
     vendor_bucket.publish("trades", CLEAN)  # fixed by the vendor
     fixed = materialize_day(lakeapi_env(lake), "trades", CLEAN, instance)
     assert fixed.success, failure_text(fixed)
+    assert partition_status(instance, "trades", CLEAN) == "MATERIALIZED"
     assert zone_files(lake, "ready", "trades", CLEAN)
     assert not zone_files(lake, "quarantine", "trades", CLEAN)
 

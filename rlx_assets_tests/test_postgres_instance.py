@@ -24,8 +24,8 @@ import pytest
 import yaml
 from dagster._core.events import DagsterEventType
 
+from rlx_assets.defs.status import collect_states
 from rlx_assets.lib.demo_data import write_day
-from rlx_assets.status import collect_states
 from rlx_assets_tests.conftest import materialize_day, settings_for
 from rlx_assets_tests.stand_ins import BTC, free_port
 

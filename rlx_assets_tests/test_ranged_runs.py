@@ -86,6 +86,31 @@ class Setup:
                 k: v.value for k, v in r.asset_materialization.metadata.items()}))
         return latest
 
+    def records(self) -> dict[str, tuple[int, dict[str, object], str]]:
+        """{partition: (storage id, plain metadata, kind)} of each partition's latest record:
+        a materialisation (ready) or an observation (quarantined), one per partition."""
+        latest: dict[str, tuple[int, dict[str, object], str]] = {}
+        for kind, fetch in (("materialization", self.instance.fetch_materializations),
+                            ("observation", self.instance.fetch_observations)):
+            records = fetch(dg.AssetRecordsFilter(asset_key=KEY), limit=100).records
+            partitions = [r.partition_key for r in records]
+            assert len(partitions) == len(set(partitions)), (kind, partitions)
+            for r in records:
+                event = r.asset_materialization if kind == "materialization" \
+                    else r.event_log_entry.asset_observation
+                assert r.partition_key not in latest, f"{r.partition_key}: recorded twice"
+                latest[r.partition_key] = (r.storage_id, {
+                    k: v.value for k, v in event.metadata.items()}, kind)
+        return latest
+
+    def statuses(self) -> dict[str, str]:
+        """What the UI's Partitions tab shows per day."""
+        from rlx_assets.defs.partitions import daily_partitions
+
+        status = self.instance.get_status_by_partition(
+            KEY, PARTITIONS, daily_partitions(settings_for(self.env))) or {}
+        return {p: s.value for p, s in status.items() if s is not None}
+
     def check_infos(self) -> dict[tuple[str | None, str], object]:
         """{(partition, check name): AssetCheckPartitionInfo} for every check of the table."""
         infos = self.instance.event_log_storage.get_asset_check_partition_info(
@@ -154,26 +179,32 @@ def test_a_blocking_fault_quarantines_its_day_and_fails_the_run_at_the_end(setup
     failures = _step_failures(result)
     assert len(failures) == 1
     assert "positive_prices" in failures[0].step_failure_data.error.message
-    # The failure came after every day was done: all four are recorded.
-    recorded = setup.materializations()
+    # The failure came after every day was done: all four are recorded, the bad one as an
+    # observation (never a materialisation), so that the Partitions tab shows it failed.
+    recorded = setup.records()
     assert sorted(recorded) == PARTITIONS
+    assert setup.statuses() == {p: "FAILED" if p == bad.isoformat() else "MATERIALIZED"
+                                for p in PARTITIONS}
     infos = setup.check_infos()
     for day in DAYS:
         key = day.isoformat()
-        storage_id, meta = recorded[key]
+        storage_id, meta, kind = recorded[key]
         status = infos[(key, "positive_prices")].latest_execution_status
         if day == bad:
-            assert meta["zone"] == "quarantine"
+            assert kind == "observation" and meta["zone"] == "quarantine"
+            assert meta["failed_checks"] == ["positive_prices"]
             assert status == FAILED
             assert not setup.zone_file(READY, day).exists()
             assert meta["sha256"] == sha256_file(setup.zone_file(QUARANTINE, day))
+            assert all(infos[(key, n)].latest_check_event_storage_id > storage_id
+                       for n in CHECKS)
         else:
-            assert meta["zone"] == "ready"
+            assert kind == "materialization" and meta["zone"] == "ready"
             assert setup.zone_file(READY, day).exists()
             assert not setup.zone_file(QUARANTINE, day).exists()
             assert all(infos[(key, n)].latest_execution_status == SUCCEEDED for n in CHECKS)
-        assert all(infos[(key, n)].latest_target_materialization_storage_id == storage_id
-                   for n in CHECKS)
+            assert all(infos[(key, n)].latest_target_materialization_storage_id == storage_id
+                       for n in CHECKS)
 
 
 def test_a_missing_vendor_day_fails_once_naming_it_and_the_others_are_recorded(
@@ -220,13 +251,14 @@ def test_one_run_per_day_gives_the_same_results_as_one_ranged_run(tmp_path: Path
     assert [r.success for r in daily_results] == [True, False, True, True]
     assert not ranged_result.success
 
-    by_range, by_day = ranged.materializations(), daily.materializations()
+    by_range, by_day = ranged.records(), daily.records()
     assert sorted(by_range) == sorted(by_day) == PARTITIONS
     for day in PARTITIONS:
         assert {k: by_range[day][1][k] for k in DATA_METADATA} == \
             {k: by_day[day][1][k] for k in DATA_METADATA}, day
     assert [by_range[d][1]["zone"] for d in PARTITIONS] == \
         ["ready", "quarantine", "ready", "ready"]
+    assert ranged.statuses() == daily.statuses()
 
     def outcomes(setup: Setup) -> dict[tuple[str | None, str], object]:
         return {k: i.latest_execution_status for k, i in setup.check_infos().items()}
@@ -318,9 +350,10 @@ def test_a_blocking_failure_still_fails_the_run_after_a_step_retry(
     _flaky_day(monkeypatch, setup, DAYS[2])
     result = setup.run_range(DAYS[0], DAYS[-1])
 
-    recorded = setup.materializations()
+    recorded = setup.records()
     assert sorted(recorded) == PARTITIONS
     assert recorded[bad.isoformat()][1]["zone"] == "quarantine"
+    assert setup.statuses()[bad.isoformat()] == "FAILED"
     assert setup.check_infos()[(bad.isoformat(), "positive_prices")].latest_execution_status \
         == FAILED
     assert not result.success, "the run succeeded although 2024-01-02 failed positive_prices"

@@ -22,11 +22,11 @@ import pytest
 from rlx_assets.definitions import build_definitions
 from rlx_assets.defs.catalog import CATALOG_KEY
 from rlx_assets.defs.certificate import certificate_key
+from rlx_assets.defs.status import collect_states
 from rlx_assets.lib.catalog import connect_to_lake
 from rlx_assets.lib.demo_data import DEMO_ROWS, Fault
 from rlx_assets.lib.lake import Lake, LakeError
 from rlx_assets.lib.tables import TABLES
-from rlx_assets.status import collect_states
 from rlx_assets_tests.conftest import materialize_day, settings_for
 from rlx_assets_tests.stand_ins import BTC, VendorBucket
 

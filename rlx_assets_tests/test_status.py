@@ -8,10 +8,10 @@ import json
 import pytest
 
 from rlx_assets.cli import main
+from rlx_assets.defs.status import collect_states
 from rlx_assets.lib.demo_data import Fault
 from rlx_assets.lib.status import PartitionState, calendar, partition_state
 from rlx_assets.lib.tables import TABLES
-from rlx_assets.status import collect_states
 from rlx_assets_tests.test_certificate import DAYS, Lake
 
 OK = {"schema": "SUCCEEDED", "positive_prices": "SUCCEEDED", "temporal_continuity": "SUCCEEDED"}

@@ -7,8 +7,10 @@ back through GraphQL what the UI shows: per-partition materialisation status
 (`assetPartitionStatuses`), per-partition check status (`AssetCheck.partitionStatuses`, the
 checks tab) and the individual check executions (`assetCheckExecutions(partition:)`). A
 bad vendor day (negative trade price on 2024-01-02) must show `positive_prices` FAILED for
-exactly that partition. Then the day is fixed at the vendor, a backfill of just that
-partition is launched, and the check must turn SUCCEEDED with the data moving from
+exactly that partition, the day itself FAILED in the Partitions view (not materialised),
+and the backfill must end COMPLETED_FAILED. Then the day is fixed at the vendor, the backfill is
+re-executed from failure as the UI's button does (`reexecutePartitionBackfill`), which must
+re-run exactly that one partition; its check turns SUCCEEDED and the data moves from
 quarantine/ to ready/. The instance's event log storage is cross-checked after shutdown.
 """
 
@@ -210,10 +212,17 @@ def expected_check(table: str, check: str, day: str, fixed: bool) -> str:
     return "FAILED" if bad and not fixed else "SUCCEEDED"
 
 
+def expected_partition(table: str, day: str, fixed: bool) -> str:
+    bad = table == BAD_TABLE and day == BAD_DAY.isoformat()
+    return "FAILED" if bad and not fixed else "MATERIALIZED"
+
+
 def assert_ui_statuses(servers: DagsterServers, fixed: bool) -> dict[str, Any]:
     seen = {table: asset_status(servers, table) for table in TABLES}
     for table, status in seen.items():
-        assert status["materialized"] == dict.fromkeys(DAY_KEYS, "MATERIALIZED"), \
+        # A quarantined day is FAILED in the Partitions tab, never MATERIALIZED (green).
+        expected_partitions = {d: expected_partition(table, d, fixed) for d in DAY_KEYS}
+        assert status["materialized"] == expected_partitions, \
             f"{table}: partition statuses {status['materialized']} (fixed={fixed})"
         assert set(BLOCKING_CHECKS) <= set(status["checks"]), (table, status["checks"])
         for check in set(status["checks"]) - set(BLOCKING_CHECKS):  # WARN-level: all clean
@@ -322,34 +331,32 @@ def test_ui_backfill_records_check_status_per_partition(
         assert ranges == {(DAY_KEYS[0], DAY_KEYS[1]): "FAILURE",
                           (DAY_KEYS[2], DAY_KEYS[2]): "SUCCESS"}, (ranges, record)
         record["ui_first"] = assert_ui_statuses(servers, fixed=False)
-        # A failing blocking check fails its run, yet the partition counts as materialised,
-        # so the backfill as a whole ends COMPLETED_SUCCESS: only the check status tells.
-        assert first["status"] == "COMPLETED_SUCCESS", record
+        # The quarantined day is not materialised, so the backfill ends failed for it.
+        assert first["status"] == "COMPLETED_FAILED", record
         # With a blocking check failing, the certificate (if defined) must not be issued.
         record["certificate_defined"] = certificate_materializations(servers) is not None
         assert not certificate_materializations(servers), record
         assert zone_file(lake, QUARANTINE, BAD_TABLE, BAD_DAY).exists()
         assert not zone_file(lake, READY, BAD_TABLE, BAD_DAY).exists()
 
-        # The UI's "re-execute from failure" retries only partitions the backfill did not
-        # materialise; a partition whose check failed was materialised, so it is not offered.
-        refused = servers.graphql(REEXECUTE_BACKFILL, {"params": {
-            "parentRunId": first_id, "strategy": "FROM_FAILURE"}})["reexecutePartitionBackfill"]
-        record["reexecute_from_failure"] = refused.get("message", refused)
-        assert refused["__typename"] == "PythonError", record
-        assert "no missing materializations" in refused["message"], record
-
-        # The vendor republishes the day clean (a new file version), and the one partition is
-        # backfilled again.
+        # The vendor republishes the day clean (a new file version); the UI's "re-execute
+        # from failure" re-runs exactly the failed day.
         manifest = (lake / "raw" / BAD_TABLE / f"exchange={BTC.exchange}"
                     / f"symbol={BTC.symbol}" / f"dt={BAD_DAY}" / "1.snappy.parquet.json")
         bad_raw = json.loads(manifest.read_text())
         fixed_file = write_day(vendor, BAD_TABLE, BTC, BAD_DAY)
-        second_id = launch_backfill(servers, [BAD_TABLE], [BAD_DAY.isoformat()])
-        second = wait_for_backfill(servers, second_id)
+        again = servers.graphql(REEXECUTE_BACKFILL, {"params": {
+            "parentRunId": first_id, "strategy": "FROM_FAILURE"}})["reexecutePartitionBackfill"]
+        assert again["__typename"] == "LaunchBackfillSuccess", again
+        second = wait_for_backfill(servers, again["backfillId"])
         record["second"] = backfill_summary(servers, second, 1, 1)
         assert record["second"]["runs"] == 1, record
         assert record["second"]["run_statuses"] == ["SUCCESS"], record
+        [run] = backfill_runs(servers, again["backfillId"])
+        tags = {t["key"]: t["value"] for t in run["tags"]}
+        assert [a["path"] for a in run["assetSelection"]] == [[*PREFIX, BAD_TABLE]], run
+        assert (tags.get("dagster/asset_partition_range_start"),
+                tags.get("dagster/asset_partition_range_end")) == (BAD_DAY.isoformat(),) * 2
         record["ui_second"] = assert_ui_statuses(servers, fixed=True)
         assert zone_file(lake, READY, BAD_TABLE, BAD_DAY).exists(), record
         assert not zone_file(lake, QUARANTINE, BAD_TABLE, BAD_DAY).exists(), record

@@ -14,6 +14,7 @@ from collections.abc import Iterator, Mapping
 
 import dagster as dg
 
+from rlx_assets.defs.records import events_after, previous_evaluation_failed, run_step_events
 from rlx_assets.defs.resources import CREDENTIAL_NAMES
 from rlx_assets.lib import alerts as lib
 from rlx_assets.settings import ConfigError
@@ -102,20 +103,11 @@ def slack_resource_from_env(env: Mapping[str, str] | None = None) -> SlackAlerts
     return SlackAlertsResource(**fields)
 
 
-def _events(storage, after: int) -> Iterator[tuple[int, dg.EventLogEntry]]:
-    """Check evaluations and run failures after `after`, in storage order, page by page.
-
-    `get_logs_for_all_runs_by_log_id` reads the instance-wide index (as Dagster's own run-retry
-    daemon does), so storage ids are global on the default run-sharded SQLite storage too,
-    where `get_event_records(EventRecordsFilter(after_cursor=...))` refuses a plain cursor.
-    """
+def _events(instance: dg.DagsterInstance, after: int) -> Iterator[tuple[int, dg.EventLogEntry]]:
+    """Check evaluations and run failures after `after`, in storage order, page by page."""
     read = 0
     while read < MAX_EVENTS_PER_TICK:
-        merged: dict[int, dg.EventLogEntry] = {}
-        for event_type in EVENT_TYPES:
-            merged.update(storage.get_logs_for_all_runs_by_log_id(
-                after_cursor=after, dagster_event_type=event_type, limit=PAGE))
-        page = sorted(merged.items())[:PAGE]  # the first PAGE of the union, in order
+        page = list(events_after(instance, after, EVENT_TYPES, PAGE))
         yield from page
         if len(page) < PAGE:
             return
@@ -133,7 +125,7 @@ class AlertReader:
         self._runs: dict[str, dg.DagsterRun | None] = {}
 
     def alerts(self, after: int) -> Iterator[lib.Alert]:
-        for storage_id, entry in _events(self.instance.event_log_storage, after):
+        for storage_id, entry in _events(self.instance, after):
             yield self.alert(storage_id, entry)
 
     def alert(self, storage_id: int, entry: dg.EventLogEntry) -> lib.Alert:
@@ -184,32 +176,19 @@ class AlertReader:
 
     def _failed_before(self, ev, run_id: str) -> bool:
         """Whether the evaluation of the same check and partition before this one failed."""
-        try:
-            from dagster._core.event_api import PartitionKeyFilter  # not exported in 1.13
-        except ImportError:  # a later Dagster moved it: no "recovered" messages, no failure
-            return False
-        history = self.instance.event_log_storage.get_asset_check_execution_history(
-            dg.AssetCheckKey(ev.asset_key, ev.check_name), limit=20,
-            partition_filter=PartitionKeyFilter(key=ev.partition),
-        )
-        found = False
-        for record in history:  # newest first
-            if not found:
-                found = record.run_id == run_id
-            elif record.status.value in ("SUCCEEDED", "FAILED"):
-                return record.status.value == "FAILED"
-        return False
+        return previous_evaluation_failed(self.instance, dg.AssetCheckKey(ev.asset_key,
+                                                                          ev.check_name),
+                                          ev.partition, run_id)
 
     def _run_steps(self, run_id: str) -> tuple[list[lib.StepFailure], dict[str, set]]:
         """The run's failed steps, and the assets each step was to materialise."""
         steps: list[lib.StepFailure] = []
         planned: dict[str, set[tuple[str, ...]]] = {}
-        records = self.instance.event_log_storage.get_records_for_run(
-            run_id, of_type={dg.DagsterEventType.STEP_FAILURE,
-                             dg.DagsterEventType.ASSET_MATERIALIZATION_PLANNED}).records
-        for record in records:
-            event = record.event_log_entry.dagster_event
-            step_key = record.event_log_entry.step_key or ""
+        for entry in run_step_events(self.instance, run_id, {
+                dg.DagsterEventType.STEP_FAILURE,
+                dg.DagsterEventType.ASSET_MATERIALIZATION_PLANNED}):
+            event = entry.dagster_event
+            step_key = entry.step_key or ""
             if event is None:
                 continue
             if event.event_type == dg.DagsterEventType.ASSET_MATERIALIZATION_PLANNED:

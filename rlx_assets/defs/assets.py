@@ -22,7 +22,7 @@ from rlx_assets.defs.day_events import (
     partition_metadata,
     record_day,
 )
-from rlx_assets.defs.records import latest_materializations
+from rlx_assets.defs.records import recorded_days
 from rlx_assets.defs.resources import CryptoLakeResource, LakeResource
 from rlx_assets.lib.checks import (
     BLOCKING_CHECKS,
@@ -30,6 +30,7 @@ from rlx_assets.lib.checks import (
     TRAILING_DAYS,
     WARNING_CHECKS,
 )
+from rlx_assets.lib.day_record import DayRecord
 from rlx_assets.lib.ingest import ingest_partition
 from rlx_assets.lib.instruments import Instrument
 from rlx_assets.lib.lake import LakeError
@@ -62,25 +63,22 @@ def vendor_failures() -> Iterator[None]:
 
 
 def recorded_before(context: dg.AssetExecutionContext,
-                    days: list[dt.date]) -> dict[dt.date, dict[str, object]]:
-    """The latest metadata of every day that `days` look back on (the TRAILING_DAYS before
+                    days: list[dt.date]) -> dict[dt.date, DayRecord]:
+    """The current record of every day that `days` look back on (the TRAILING_DAYS before
     each), read once per step; the step adds each day it records."""
-    wanted = sorted({(day - dt.timedelta(days=i)).isoformat()
-                     for day in days for i in range(1, TRAILING_DAYS + 1)})
-    return {dt.date.fromisoformat(p): m.metadata for p, m in
-            latest_materializations(context.instance, context.asset_key, wanted).items()}
+    wanted = sorted({day - dt.timedelta(days=i) for day in days
+                     for i in range(1, TRAILING_DAYS + 1)})
+    return recorded_days(context.instance, context.asset_key, wanted)
 
 
-def earlier_days(history: dict[dt.date, dict[str, object]],
+def earlier_days(history: dict[dt.date, DayRecord],
                  day: dt.date) -> tuple[int | None, list[int]]:
-    """From the metadata of the days before (no re-read of their data): the last origin_time
+    """From the records of the days before (no re-read of their data): the last origin_time
     (ns) of the day before, and the row counts of the ready days among the trailing ones."""
     trailing = [history[d] for i in range(1, TRAILING_DAYS + 1)
                 if (d := day - dt.timedelta(days=i)) in history]
-    previous = history.get(day - dt.timedelta(days=1), {}).get("last_origin_time_ns")
-    rows = [int(m["dagster/row_count"]) for m in trailing
-            if m.get("zone") == "ready" and "dagster/row_count" in m]
-    return (int(previous) if previous is not None else None), rows
+    previous = history.get(day - dt.timedelta(days=1))
+    return (previous.last_time if previous else None), [r.rows for r in trailing if r.ready]
 
 
 def failed_days_failure(failed: dict[str, dg.Failure], total: int,
@@ -180,8 +178,9 @@ def build_table_asset(
                 continue
             context.log.info(f"[{n}/{len(days)}] {spec.name} {instrument} {day}: "
                              f"{result.summary()}")
-            history[day] = metadata = partition_metadata(result)
-            yield from record_day(context, key, partition, metadata, result.outcomes)
+            history[day] = result.record()
+            yield from record_day(context, key, partition, partition_metadata(result),
+                                  result.outcomes, result.passed)
             if not result.passed:
                 blocked[partition] = result.failed_checks()
         yield from check_outputs(context)

@@ -5,10 +5,11 @@ import datetime as dt
 import dagster as dg
 
 from rlx_assets.defs.assets import table_key
-from rlx_assets.defs.records import check_infos, latest_materializations
+from rlx_assets.defs.records import recorded_days
 from rlx_assets.defs.resources import LakeResource
-from rlx_assets.lib.certificate import Recorded, build_certificate, refusal_message, window_days
+from rlx_assets.lib.certificate import build_certificate, refusal_message, window_days
 from rlx_assets.lib.checks import BLOCKING_CHECKS
+from rlx_assets.lib.day_record import DayRecord
 from rlx_assets.lib.instruments import Instrument
 from rlx_assets.lib.tables import TABLES
 from rlx_assets.settings import Settings
@@ -30,35 +31,10 @@ CERTIFY_WHEN_ALL_PASS = (
 
 def recorded_partitions(
     instance: dg.DagsterInstance, key: dg.AssetKey, days: list[dt.date]
-) -> dict[dt.date, Recorded]:
-    """The latest materialisation of each day in `days`, with its blocking check outcomes.
-
-    A check evaluated for an earlier materialisation of the day counts as NOT EVALUATED.
-    """
-    wanted = [d.isoformat() for d in days]
-    latest = latest_materializations(instance, key, wanted)
-    infos = check_infos(instance, key, BLOCKING_CHECKS, wanted)
-    out = {}
-    for partition, mat in latest.items():
-        meta = mat.metadata
-        out[dt.date.fromisoformat(partition)] = Recorded(
-            day=dt.date.fromisoformat(partition),
-            rows=int(meta.get("dagster/row_count", 0)),
-            first_time=meta.get("first_origin_time_ns"),
-            last_time=meta.get("last_origin_time_ns"),
-            location=str(meta.get("path", "")),
-            sha256=str(meta.get("sha256", "")),
-            size=int(meta.get("bytes", -1)),
-            version=str(meta.get("version") or ""),
-            vendor_sha256=str(meta.get("vendor_sha256", "")),
-            checks={
-                name: info.latest_execution_status.value
-                if info.latest_target_materialization_storage_id == mat.storage_id
-                else "NOT EVALUATED"
-                for name, info in infos.get(partition, {}).items()
-            },
-        )
-    return out
+) -> dict[dt.date, DayRecord]:
+    """The current record of each day in `days`, with its blocking checks' latest status (a
+    check evaluated only for an earlier record of the day counts as NOT EVALUATED)."""
+    return recorded_days(instance, key, days, BLOCKING_CHECKS)
 
 
 def certificate_key(instrument: Instrument) -> dg.AssetKey:

@@ -1,12 +1,19 @@
-"""What a table run records per day: one materialisation and its check evaluations.
+"""What a table run records per day: the day itself, then its check evaluations.
 
 A table run covers one day, or a range of days when a backfill groups them
-(`BackfillPolicy.multi_run`). Either way each day is recorded as soon as it is done, as
-its own `AssetMaterialization` with its own metadata, followed by `AssetCheckEvaluation`s
-that carry the day's partition and point at that materialisation. So partition and check
-status appear day by day in the UI, and a ranged run keeps per-partition check results
-(Dagster's own `AssetCheckResult` has no partition in a ranged run). Blocking ERROR
-evaluations that fail still fail the step at its end, which stops downstream steps.
+(`BackfillPolicy.multi_run`). Either way each day is recorded as soon as it is done:
+
+- a day whose blocking checks passed (its data is in ready/) as an `AssetMaterialization`;
+- a quarantined day as an `AssetObservation` of its partition, never a materialisation.
+  The run then fails, and Dagster shows a partition that a failed run planned but did not
+  materialise as FAILED - in the Partitions tab, the asset graph and the backfill - even
+  when an earlier run had materialised it (verified on 1.13, see the README). Wiping the
+  old materialisation instead would delete the history, and needs storage internals.
+
+Both carry the same `DayRecord` as metadata, followed by `AssetCheckEvaluation`s that carry
+the day's partition (Dagster's own `AssetCheckResult` has no partition in a ranged run), so
+partition and check status appear day by day while the run goes on. Failed blocking ERROR
+evaluations fail the step at its end, which stops downstream steps.
 
 Because the asset's own output is optional (`output_required=False`), Dagster adds no
 materialisations of its own; the checks' outputs are still required and are yielded by
@@ -17,32 +24,19 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 import dagster as dg
-from dagster._core.definitions.asset_checks.asset_check_evaluation import (
-    AssetCheckEvaluationTargetMaterializationData,
-)
 
+from rlx_assets.defs.records import evaluation_target, run_step_events
 from rlx_assets.lib.checks import CheckOutcome
 from rlx_assets.lib.ingest import PartitionResult
-from rlx_assets.lib.scan import format_ns
 
 
 def partition_metadata(result: PartitionResult) -> dict[str, object]:
+    """The day's record, and how the run went (in the UI only; not read back)."""
     scan = result.scan
+    metadata = result.record().to_metadata()
     return {
-        "dagster/row_count": scan.rows,
-        "first_origin_time": format_ns(scan.first_time),
-        "last_origin_time": format_ns(scan.last_time),
-        "first_origin_time_ns": scan.first_time,
-        "last_origin_time_ns": scan.last_time,
-        "zone": "ready" if result.passed else "quarantine",
+        **metadata,
         "path": dg.MetadataValue.path(result.location),
-        "version": result.version,
-        "sha256": result.sha256,
-        "bytes": result.size,
-        "vendor_object": result.vendor.location,
-        "vendor_bytes": result.raw.size,
-        "vendor_sha256": result.raw.sha256,
-        "vendor_version": result.vendor.version,
         "raw_reused": result.raw.reused,
         "download_attempts": result.raw.attempts,
         "download_mb_per_s": round(result.raw.megabytes_per_second, 2),
@@ -54,22 +48,20 @@ def partition_metadata(result: PartitionResult) -> dict[str, object]:
     }
 
 
-def _this_run_materialization(context: dg.AssetExecutionContext, key: dg.AssetKey,
-                              partition: str) -> AssetCheckEvaluationTargetMaterializationData:
-    """The materialisation this run just recorded for `partition` (stored synchronously)."""
-    records = context.instance.fetch_materializations(
-        dg.AssetRecordsFilter(asset_key=key, asset_partitions=[partition]), limit=5).records
-    record = next(r for r in records if r.run_id == context.run.run_id)
-    return AssetCheckEvaluationTargetMaterializationData(
-        storage_id=record.storage_id, run_id=record.run_id, timestamp=record.timestamp)
-
-
 def record_day(context: dg.AssetExecutionContext, key: dg.AssetKey, partition: str,
-               metadata: dict[str, object], outcomes: list[CheckOutcome],
-               ) -> Iterator[dg.AssetMaterialization | dg.AssetCheckEvaluation]:
-    """The day's materialisation, then each check's evaluation pointing at it."""
-    yield dg.AssetMaterialization(asset_key=key, partition=partition, metadata=metadata)
-    target = _this_run_materialization(context, key, partition)
+               metadata: dict[str, object], outcomes: list[CheckOutcome], passed: bool,
+               ) -> Iterator[dg.AssetMaterialization | dg.AssetObservation
+                             | dg.AssetCheckEvaluation]:
+    """The day's materialisation (or quarantine observation), then each check's evaluation."""
+    target = None
+    if passed:
+        yield dg.AssetMaterialization(asset_key=key, partition=partition, metadata=metadata)
+        target = evaluation_target(context.instance, key, partition, context.run.run_id)
+    else:
+        yield dg.AssetObservation(
+            asset_key=key, partition=partition, metadata=metadata,
+            description="Quarantined: a blocking check failed; the data is in quarantine/, "
+                        "not ready/.")
     for outcome in outcomes:
         yield dg.AssetCheckEvaluation(
             asset_key=key,
@@ -96,7 +88,7 @@ def check_outputs(context: dg.AssetExecutionContext) -> Iterator[dg.Output]:
 class EarlierAttempts:
     """What earlier attempts of this step (before a step retry) recorded."""
 
-    days: set[str]  # partitions materialised: not redone
+    days: set[str]  # partitions recorded (materialised or quarantined): not redone
     blocked: dict[str, list[str]]  # partition -> blocking checks that failed there
 
 
@@ -104,14 +96,14 @@ def earlier_attempts(context: dg.AssetExecutionContext, key: dg.AssetKey) -> Ear
     """Read from this run's event log; empty on the first attempt."""
     if not context.retry_number:
         return EarlierAttempts(set(), {})
-    records = context.instance.get_records_for_run(
-        context.run.run_id, of_type={dg.DagsterEventType.ASSET_MATERIALIZATION,
-                                     dg.DagsterEventType.ASSET_CHECK_EVALUATION}).records
+    entries = run_step_events(context.instance, context.run.run_id, {
+        dg.DagsterEventType.ASSET_MATERIALIZATION, dg.DagsterEventType.ASSET_OBSERVATION,
+        dg.DagsterEventType.ASSET_CHECK_EVALUATION})
     days: set[str] = set()
     blocked: dict[str, list[str]] = {}
-    for record in records:
-        event = record.event_log_entry.dagster_event
-        if event.event_type == dg.DagsterEventType.ASSET_MATERIALIZATION:
+    for entry in entries:
+        event = entry.dagster_event
+        if event.event_type != dg.DagsterEventType.ASSET_CHECK_EVALUATION:
             if event.asset_key == key:
                 days.add(event.partition)
             continue

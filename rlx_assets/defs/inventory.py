@@ -5,37 +5,23 @@ vendor listing per (instrument, table) joined with the partition states and the 
 version each partition's latest materialisation recorded.
 """
 
-import datetime as dt
 import os
 from collections.abc import Mapping
 
 import dagster as dg
 
 from rlx_assets.defs.assets import table_key
-from rlx_assets.defs.records import latest_materializations
+from rlx_assets.defs.records import recorded_days
 from rlx_assets.defs.resources import CREDENTIAL_NAMES, CryptoLakeResource
+from rlx_assets.defs.status import collect_states
 from rlx_assets.lib import inventory as inv
 from rlx_assets.lib.certificate import window_days
 from rlx_assets.lib.tables import TABLES
 from rlx_assets.lib.vendor import VendorError, VendorSource
 from rlx_assets.settings import Settings
-from rlx_assets.status import collect_states
 
 INVENTORY_KEY = dg.AssetKey("vendor_inventory")
 REFRESH_CRON = "0 * * * *"  # hourly; materialise it by hand for a fresh view
-
-
-def recorded_versions(
-    instance: dg.DagsterInstance, key: dg.AssetKey, days: list[dt.date]
-) -> dict[dt.date, inv.Recorded]:
-    """The vendor version and size that each day's latest materialisation recorded."""
-    out: dict[dt.date, inv.Recorded] = {}
-    for partition, mat in latest_materializations(
-            instance, key, [d.isoformat() for d in days]).items():
-        version, size = mat.metadata.get("vendor_version"), mat.metadata.get("vendor_bytes")
-        out[dt.date.fromisoformat(partition)] = inv.Recorded(
-            str(version) if version else None, int(size) if size is not None else None)
-    return out
 
 
 def collect_inventory(
@@ -54,7 +40,7 @@ def collect_inventory(
         for table in tables:
             series = (str(instrument), table)
             vendor[series] = source.list_days(table, instrument, start, end, sizes=sizes)
-            recorded[series] = recorded_versions(instance, table_key(instrument, table), days)
+            recorded[series] = recorded_days(instance, table_key(instrument, table), days)
     return inv.build_inventory(collect_states(instance, settings, tables), vendor, recorded)
 
 

@@ -14,8 +14,8 @@ from collections.abc import Mapping
 import dagster as dg
 
 from rlx_assets.defs.assets import table_key
-from rlx_assets.defs.inventory import recorded_versions
 from rlx_assets.defs.partitions import daily_partitions
+from rlx_assets.defs.records import partition_statuses, recorded_days
 from rlx_assets.defs.resources import CryptoLakeResource
 from rlx_assets.lib import new_days
 from rlx_assets.lib.certificate import window_days
@@ -63,11 +63,9 @@ def new_days_tick(context: dg.SensorEvaluationContext, settings: Settings,
                 context.log.warning(f"Listing {table} {instrument} failed: {exc}")
                 errors.append(exc)
                 continue
-            recorded = recorded_versions(context.instance, key, days)
-            status = context.instance.get_status_by_partition(
-                key, [d.isoformat() for d in days], partitions) or {}
-            in_flight = {d for d in days
-                         if getattr(status.get(d.isoformat()), "value", None) == "IN_PROGRESS"}
+            recorded = recorded_days(context.instance, key, days)
+            status = partition_statuses(context.instance, key, days, partitions)
+            in_flight = {d for d, s in status.items() if s == "IN_PROGRESS"}
             requested[asset] = new_days.still_requested(requested.get(asset, {}), vendor,
                                                         recorded)
             due += new_days.due_days(asset, vendor, recorded, in_flight, requested[asset])

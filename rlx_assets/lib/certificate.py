@@ -1,6 +1,6 @@
 """The data-readiness certificate: verify every (table, day) of a window, or list the gaps.
 
-Pure logic: the caller gathers what Dagster recorded per partition (`Recorded`); this module
+Pure logic: the caller gathers what Dagster recorded per partition (`DayRecord`); this module
 checks each against the blocking checks and the file in ready/, computes the holes across
 day boundaries, and builds the certificate with a hash of its own canonical content.
 """
@@ -11,28 +11,12 @@ import datetime as dt
 import hashlib
 import json
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
 
 from rlx_assets.lib.checks import BLOCKING_CHECKS
+from rlx_assets.lib.day_record import DayRecord
 from rlx_assets.lib.scan import format_ns
 
 PASSED = "SUCCEEDED"
-
-
-@dataclass(frozen=True)
-class Recorded:
-    """What the latest materialisation of one partition recorded, and its check outcomes."""
-
-    day: dt.date
-    rows: int
-    first_time: int | None
-    last_time: int | None
-    location: str  # the ready file: a path, or an s3:// URL
-    sha256: str
-    size: int
-    version: str  # recorded with the file: its S3 ETag ("" for a local file)
-    vendor_sha256: str
-    checks: Mapping[str, str] = field(default_factory=dict)  # check -> latest status
 
 
 def window_days(start: dt.date, end: dt.date) -> list[dt.date]:
@@ -44,12 +28,15 @@ Unchanged = Callable[[str, int, str, str], str | None]
 
 
 def partition_problems(
-    table: str, day: dt.date, rec: Recorded | None, unchanged: Unchanged
+    table: str, day: dt.date, rec: DayRecord | None, unchanged: Unchanged
 ) -> list[str]:
     """Why (table, day) cannot be certified; empty when it can."""
     where = f"{table} {day}"
     if rec is None:
         return [f"{where}: not materialised"]
+    if not rec.ready:
+        failed = ", ".join(rec.failed_checks) or "a blocking check"
+        return [f"{where}: quarantined ({failed} failed)"]
     problems = [
         f"{where}: check {name} {rec.checks.get(name, 'NOT EVALUATED').lower()}"
         for name in BLOCKING_CHECKS
@@ -61,7 +48,7 @@ def partition_problems(
     return [f"{where}: ready {problem}"] if problem else []
 
 
-def _gap_seconds(previous: Recorded | None, current: Recorded) -> float | None:
+def _gap_seconds(previous: DayRecord | None, current: DayRecord) -> float | None:
     if previous is None or previous.last_time is None or current.first_time is None:
         return None
     return (current.first_time - previous.last_time) / 1e9
@@ -76,7 +63,7 @@ def build_certificate(
     instrument: str,
     start: dt.date,
     end: dt.date,
-    recorded: Mapping[str, Mapping[dt.date, Recorded]],
+    recorded: Mapping[str, Mapping[dt.date, DayRecord]],
     generated_at: dt.datetime,
     unchanged: Unchanged,
 ) -> tuple[dict[str, object] | None, list[str]]:

@@ -8,6 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from rlx_assets.lib.checks import CheckOutcome, evaluate, failed_blocking
+from rlx_assets.lib.day_record import QUARANTINE, READY, DayRecord
 from rlx_assets.lib.hashing import StreamHash
 from rlx_assets.lib.instruments import Instrument
 from rlx_assets.lib.lake import RAW, Lake, partition_key
@@ -46,6 +47,18 @@ class PartitionResult:
 
     def failed_checks(self) -> list[str]:
         return failed_blocking(self.outcomes)
+
+    def record(self) -> DayRecord:
+        """What the day's materialisation (or quarantine observation) records."""
+        scan = self.scan
+        return DayRecord(
+            day=scan.day, zone=READY if self.passed else QUARANTINE, rows=scan.rows,
+            first_time=scan.first_time, last_time=scan.last_time, location=self.location,
+            version=self.version, sha256=self.sha256, size=self.size,
+            vendor_object=self.vendor.location, vendor_bytes=self.raw.size,
+            vendor_sha256=self.raw.sha256, vendor_version=self.vendor.version,
+            failed_checks=tuple(self.failed_checks()),
+        )
 
     def summary(self) -> str:
         """One line for the run log: rows, verdict, warnings, where the data went."""

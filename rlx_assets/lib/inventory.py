@@ -7,14 +7,16 @@ import datetime as dt
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
+from rlx_assets.lib.day_record import DayRecord
 from rlx_assets.lib.status import PartitionState
 from rlx_assets.lib.vendor import VendorObject
 
-# Inventory states, in display order, with their labels. The first five are partition
+# Inventory states, in display order, with their labels. All but the last two are partition
 # states (`rlx_assets.lib.status`); a day we have nothing for is `not_fetched` when the
 # vendor has it and a `vendor_hole` when it does not.
 LABELS = {
     "ready": "ready",
+    "accepted": "ready, exception accepted",
     "quarantined": "quarantined",
     "failed_check": "check failed",
     "failed": "run failed",
@@ -25,23 +27,16 @@ LABELS = {
 MAX_RANGES = 12  # day ranges shown per state before "... and N more"
 
 
-@dataclass(frozen=True)
-class Recorded:
-    """What the latest materialisation of a partition recorded about its vendor file."""
-
-    version: str | None
-    size: int | None
-
-
-def republished(obj: VendorObject, recorded: Recorded | None) -> bool:
-    """Has the vendor's object changed since it was materialised? Etags when both are known,
-    else sizes; unknown either way counts as unchanged (no spurious re-downloads)."""
+def republished(obj: VendorObject, recorded: DayRecord | None) -> bool:
+    """Has the vendor's object changed since the day was recorded (ready or quarantined)?
+    Etags when both are known, else sizes; unknown either way counts as unchanged (no
+    spurious re-downloads)."""
     if recorded is None:
         return False
-    if recorded.version and obj.version:
-        return recorded.version != obj.version
-    if recorded.size is not None and obj.size >= 0:
-        return recorded.size != obj.size
+    if recorded.vendor_version and obj.version:
+        return recorded.vendor_version != obj.version
+    if recorded.vendor_bytes is not None and obj.size >= 0:
+        return recorded.vendor_bytes != obj.size
     return False
 
 
@@ -54,7 +49,7 @@ class InventoryDay:
     at_vendor: bool
     vendor_bytes: int | None  # None: not at the vendor, or its size was not asked for
     vendor_version: str | None
-    republished: bool = False  # materialised from an older vendor version
+    republished: bool = False  # recorded from an older vendor version
     failed_checks: tuple[str, ...] = ()
 
     def to_json(self) -> dict[str, object]:
@@ -73,7 +68,7 @@ def inventory_state(partition_state: str, at_vendor: bool) -> str:
 def build_inventory(
     states: Iterable[PartitionState],
     vendor: Mapping[tuple[str, str], Mapping[dt.date, VendorObject]],
-    recorded: Mapping[tuple[str, str], Mapping[dt.date, Recorded]],
+    recorded: Mapping[tuple[str, str], Mapping[dt.date, DayRecord]],
 ) -> list[InventoryDay]:
     """Join partition states with the vendor's listing, both keyed by (instrument, table)."""
     out = []

@@ -1,10 +1,10 @@
 """Which vendor days to materialise next, without Dagster: the `new_vendor_days` sensor's logic.
 
-A (table, day) partition is due when the vendor has it and it was never materialised, or
-when the vendor's object changed (etag, else size) since its latest materialisation. Each
+A (table, day) partition is due when the vendor has it and it was never recorded (ready or
+quarantined), or when the vendor's object changed (etag, else size) since it was. Each
 vendor version of a day is requested once: the sensor's cursor remembers what it asked for,
-per asset, until a materialisation records that version, so neither a run in flight nor a
-run that failed is requested again until the vendor publishes something new.
+per asset, until a run records that version, so neither a run in flight nor a run that
+failed (or quarantined the day) is requested again until the vendor publishes something new.
 """
 
 from __future__ import annotations
@@ -14,7 +14,8 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from rlx_assets.lib.inventory import Recorded, republished
+from rlx_assets.lib.day_record import DayRecord
+from rlx_assets.lib.inventory import republished
 from rlx_assets.lib.vendor import VendorObject
 
 # {asset key as a string: {day: vendor version requested}}
@@ -40,7 +41,7 @@ def version_of(obj: VendorObject) -> str:
 def due_days(
     asset: str,
     vendor: Mapping[dt.date, VendorObject],
-    recorded: Mapping[dt.date, Recorded],
+    recorded: Mapping[dt.date, DayRecord],
     in_flight: set[dt.date],
     requested: Mapping[str, str],
 ) -> list[Due]:
@@ -66,16 +67,16 @@ def pick(due: list[Due], limit: int) -> list[Due]:
 def still_requested(
     requested: Mapping[str, str],
     vendor: Mapping[dt.date, VendorObject],
-    recorded: Mapping[dt.date, Recorded],
+    recorded: Mapping[dt.date, DayRecord],
 ) -> dict[str, str]:
     """Keep the requests that still stand: the vendor still has that version of the day
-    (in the window it was listed for) and no materialisation has recorded it yet."""
+    (in the window it was listed for) and no run has recorded it yet."""
     out = {}
     for day_text, version in requested.items():
         day = dt.date.fromisoformat(day_text)
         obj, rec = vendor.get(day), recorded.get(day)
         if obj is not None and version_of(obj) == version and not (
-                rec is not None and rec.version == version):
+                rec is not None and rec.vendor_version == version):
             out[day_text] = version
     return out
 

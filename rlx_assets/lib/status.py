@@ -11,14 +11,16 @@ from rlx_assets.lib.checks import BLOCKING_CHECKS
 # state -> calendar glyph
 GLYPHS = {
     "ready": "#",
+    "accepted": "A",
     "quarantined": "Q",
     "failed_check": "X",
     "failed": "!",
     "in_progress": "~",
     "missing": ".",
 }
-LEGEND = ("# ready   Q quarantined (a blocking check failed)   X check failed, data not in "
-          "quarantine/   ! run failed (no data)   ~ in progress   . missing")
+LEGEND = ("# ready   A ready, exception accepted   Q quarantined (a blocking check failed)   "
+          "X check failed, data not in quarantine/   ! run failed (no data)   ~ in progress   "
+          ". missing")
 
 
 @dataclass(frozen=True)
@@ -28,6 +30,7 @@ class PartitionState:
     day: dt.date
     state: str
     failed_checks: tuple[str, ...] = ()
+    accepted: tuple[str, ...] = ()  # checks passed under an accepted vendor exception
 
 
 def partition_state(
@@ -35,8 +38,12 @@ def partition_state(
     checks: Mapping[str, str],
     in_ready: bool,
     in_quarantine: bool,
+    accepted: tuple[str, ...] = (),
 ) -> tuple[str, tuple[str, ...]]:
-    """Combine Dagster's partition status, the latest check outcomes and the lake's files."""
+    """Combine Dagster's partition status, the latest check outcomes and the lake's files.
+
+    A quarantined day is FAILED in Dagster (its run recorded no materialisation); a day
+    whose checks passed only under an acceptance (`rlx-assets accept`) is `accepted`."""
     failed = tuple(name for name in BLOCKING_CHECKS if checks.get(name) == "FAILED")
     if dagster_status == "IN_PROGRESS":
         return "in_progress", failed
@@ -44,7 +51,7 @@ def partition_state(
         return ("quarantined" if in_quarantine else "failed_check"), failed
     if dagster_status == "MATERIALIZED" and in_ready and all(
             checks.get(name) == "SUCCEEDED" for name in BLOCKING_CHECKS):
-        return "ready", ()
+        return ("accepted" if accepted else "ready"), ()
     if dagster_status == "FAILED":
         return "failed", ()
     if in_quarantine:
@@ -71,4 +78,7 @@ def calendar(states: Sequence[PartitionState]) -> list[str]:
         for s in series:
             if s.failed_checks:
                 lines.append(f"    {s.day}: {', '.join(s.failed_checks)} failed")
+            elif s.state == "accepted":
+                lines.append(f"    {s.day}: {', '.join(s.accepted)} accepted (rlx-assets accept "
+                             "--list)")
     return lines
