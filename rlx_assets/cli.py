@@ -1,5 +1,5 @@
 """`rlx-assets`: the demo backfill (the quick start's main job), re-checks, status, SQL,
-doctor and inventory."""
+accepted vendor exceptions, doctor and inventory."""
 
 from __future__ import annotations
 
@@ -34,7 +34,7 @@ def _default_home() -> None:
 
 
 def backfill(defs, instance, settings, days: list[dt.date], tables: list[str],
-             from_raw: bool = False) -> tuple[dict, dict[str, int]]:
+             from_raw: bool = False, instruments=None) -> tuple[dict, dict[str, int]]:
     """Materialise `tables` for each day in-process (one run per instrument and day), with
     the production assets and resources; print one line per run.
 
@@ -42,19 +42,18 @@ def backfill(defs, instance, settings, days: list[dt.date], tables: list[str],
     """
     import dagster as dg
 
-    from rlx_assets.defs.assets import table_key
+    from rlx_assets.defs.assets import table_key, table_run_config
 
     outcomes: dict[tuple[str, str], dict[str, bool]] = {}
     rows: dict[str, int] = {table: 0 for table in tables}
-    for instrument in settings.instruments:
+    for instrument in instruments or settings.instruments:
         keys = [table_key(instrument, t) for t in tables]
-        ops = {"__".join(k.path): {"config": {"from_raw": from_raw}} for k in keys}
         for day in days:
             started = time.perf_counter()
             result = dg.materialize([defs.get_assets_def(k) for k in keys],
                                     partition_key=day.isoformat(), instance=instance,
                                     resources=defs.resources, raise_on_error=False,
-                                    run_config={**QUIET, "ops": ops})
+                                    run_config={**QUIET, **table_run_config(keys, from_raw)})
             checks = outcomes.setdefault((str(instrument), day.isoformat()), {})
             for event in result.get_asset_check_evaluations():
                 checks[f"{event.asset_key.path[-1]}.{event.check_name}"] = event.passed
@@ -81,7 +80,7 @@ def demo(args: argparse.Namespace) -> int:
     from rlx_assets.defs.catalog import CATALOG_KEY
     from rlx_assets.defs.certificate import certificate_key
     from rlx_assets.lib.certificate import window_days
-    from rlx_assets.lib.demo_data import Fault, write_day, write_demo_lake
+    from rlx_assets.lib.demo_data import Fault, Habits, write_day, write_demo_lake
     from rlx_assets.lib.lake import Lake
     from rlx_assets.lib.tables import TABLES
     from rlx_assets.settings import Settings
@@ -94,6 +93,10 @@ def demo(args: argparse.Namespace) -> int:
         return 2
     print(f"1/3 Writing demo vendor files for {len(days)} days to {settings.source.path} ...")
     write_demo_lake(settings.source.path, settings.instruments, days)
+    if args.restart:  # the vendor's writer restarted on the last day: a 20-minute hole
+        for table in TABLES:
+            write_day(settings.source.path, table, settings.instruments[0], days[-1],
+                      habits=Habits(restart=True))
     if args.bad_day:
         write_day(settings.source.path, "trades", settings.instruments[0], days[-1],
                   fault=Fault.NEGATIVE_PRICE)
@@ -126,6 +129,9 @@ def demo(args: argparse.Namespace) -> int:
     for event in cert.get_step_failure_events():
         print(event.step_failure_data.user_failure_data.description
               if event.step_failure_data.user_failure_data else event.step_failure_data.error)
+    if args.restart:
+        print(f"Accept the restart hole the vendor will never fill: rlx-assets accept --table "
+              f"book --day {end} --check temporal_continuity --reason 'writer restart'")
     print(f"SQL: rlx-assets sql --lake-root {lake.root} "
           "\"select dt, count(*) from trades group by dt order by dt\"")
     print(f"UI:  RLX_END_DATE={end} DAGSTER_HOME={os.environ.get('DAGSTER_HOME', '<home>')} "
@@ -215,6 +221,71 @@ def status(args: argparse.Namespace) -> int:
     return 0
 
 
+def accept(args: argparse.Namespace) -> int:
+    """Accept (or revoke, or list) a vendor exception, then re-check the partition."""
+    import dagster as dg
+
+    from rlx_assets.definitions import build_definitions
+    from rlx_assets.defs import acceptances
+    from rlx_assets.lib import acceptance as acc
+    from rlx_assets.lib.lake import Lake, LakeError
+    from rlx_assets.settings import ConfigError, Settings
+
+    _default_home()
+    try:
+        settings = Settings.from_env()
+        lake = Lake.at(settings.lake_root)
+        if args.list:
+            return _list_acceptances(acc.every(lake))
+        missing = [f"--{name}" for name in ("table", "day", "check")
+                   if not getattr(args, name)]
+        if not args.revoke and not args.reason:
+            missing.append("--reason")
+        if missing:
+            print(f"rlx-assets accept needs {', '.join(missing)} (or --list).")
+            return 2
+        day = dt.date.fromisoformat(args.day)
+        fields = {"table": args.table, "day": day, "check": args.check,
+                  "instrument": args.instrument, "by": args.by}
+        instance = dg.DagsterInstance.get()
+        if args.revoke:
+            done = acceptances.revoke(settings, lake, **fields)
+            print(f"Revoked the acceptance of {done.check} on {done.table} {done.instrument} "
+                  f"{done.day} (kept in the lake, marked revoked).")
+        else:
+            done = acceptances.accept(instance, settings, lake, reason=args.reason, **fields)
+            print(f"Accepted {done.check} on {done.table} {done.instrument} {done.day} "
+                  f"(vendor file sha256 {done.vendor_sha256[:12]}): {done.reason}")
+            for violation in done.violations:
+                print(f"  accepted: {violation}")
+    except (ConfigError, LakeError, acc.AcceptanceError, ValueError) as exc:
+        print(exc)
+        return 2
+    if args.no_recheck:
+        print(f"Not re-checked; run `rlx-assets recheck {day} --table {args.table}` (or let the "
+              "accepted_exceptions sensor do it).")
+        return 0
+    print(f"Re-checking {args.table} {day} from its raw copy ...")
+    outcomes, _ = backfill(build_definitions(settings), instance, settings, [day],
+                           [args.table], from_raw=True,
+                           instruments=[acceptances.instrument_of(settings, args.instrument)])
+    passed = all(all(c.values()) for c in outcomes.values())
+    return 0 if passed != args.revoke else 1
+
+
+def _list_acceptances(items) -> int:
+    if not items:
+        print("No accepted vendor exceptions.")
+        return 0
+    for item in items:
+        state = f"REVOKED {item.revoked_at} by {item.revoked_by}" if not item.active else "active"
+        print(f"{item.instrument} {item.table} {item.day} {item.check}: {item.reason} "
+              f"({item.accepted_by}, {item.accepted_at}; {state})")
+        for violation in item.violations:
+            print(f"    {violation}")
+    return 0
+
+
 def doctor(args: argparse.Namespace) -> int:
     """Check source, credentials, endpoint, discovery, one object, lake root and instance."""
     from dotenv import load_dotenv
@@ -280,6 +351,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--lake-root", default="data", help="RLX_LAKE_ROOT for the demo")
     p.add_argument("--bad-day", action="store_true",
                    help="make the last day's trades bad, to see a check fail and quarantine")
+    p.add_argument("--restart", action="store_true",
+                   help="a vendor writer restart on the last day: a 20-minute hole in every "
+                        "table and contains_gaps=Yes (see `rlx-assets accept`)")
     p.set_defaults(func=demo)
     q = sub.add_parser("sql", help="query the DuckDB catalog over ready/ (read-only)")
     q.add_argument("query", help='e.g. "select dt, count(*) from trades group by dt"')
@@ -300,6 +374,19 @@ def main(argv: list[str] | None = None) -> int:
     dr = sub.add_parser("doctor", help="check source, credentials, endpoint, discovery, one "
                         "object, lake root and Dagster instance, one line each")
     dr.set_defaults(func=doctor)
+    ac = sub.add_parser("accept", help="accept a vendor exception (a failure the vendor will "
+                        "never fix), revoke one, or list them; the partition is re-checked")
+    ac.add_argument("--table", choices=["trades", "book", "book_delta_v2"])
+    ac.add_argument("--day", help="the partition, YYYY-MM-DD")
+    ac.add_argument("--check", help="the failing blocking check, e.g. temporal_continuity")
+    ac.add_argument("--reason", help="why it is accepted (kept in the certificate)")
+    ac.add_argument("--instrument", help="EXCHANGE:SYMBOL (default: the only one configured)")
+    ac.add_argument("--by", help="who accepts (default: the login name)")
+    ac.add_argument("--list", action="store_true", help="list every acceptance")
+    ac.add_argument("--revoke", action="store_true", help="revoke the acceptance")
+    ac.add_argument("--no-recheck", action="store_true",
+                    help="do not re-check the partition from its raw copy now")
+    ac.set_defaults(func=accept)
     inv = sub.add_parser("inventory", help="vendor days in the window against what is "
                          "materialised: ready, not fetched, vendor holes, sizes")
     inv.add_argument("--json", action="store_true", help="one JSON object per partition")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dagster as dg
 from dagster_duckdb import DuckDBResource
 
+from rlx_assets.defs.acceptances import build_accept_job, build_acceptance_sensor
 from rlx_assets.defs.alerts import build_alert_sensors, slack_resource_from_env
 from rlx_assets.defs.assets import build_table_assets
 from rlx_assets.defs.catalog import build_catalog_asset
@@ -26,8 +27,9 @@ def build_definitions(settings: Settings) -> dg.Definitions:
             build_catalog_asset(settings),
             build_inventory_asset(settings),
         ],
+        jobs=[build_accept_job(settings)],
         sensors=[build_automation_sensor(settings), *build_alert_sensors(),
-                 build_new_days_sensor(settings)],
+                 build_new_days_sensor(settings), build_acceptance_sensor(settings)],
         # One process per run: a partition run is one step, and a second Python process per
         # step would double the start-up cost of every partition in a backfill.
         executor=dg.in_process_executor,

@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from rlx_assets.lib.continuity import TimeRules
 from rlx_assets.lib.instruments import Instrument, InstrumentError, parse_instruments
 from rlx_assets.lib.lake import Lake, LakeError
 from rlx_assets.lib.tables import TABLES
@@ -102,24 +103,35 @@ def _days_per_run(env: Mapping[str, str]) -> int:
     return days
 
 
-def _max_gaps(text: str, instruments: list[Instrument]) -> dict[tuple[str, str], float]:
+def _per_table(env: Mapping[str, str], variable: str, example: str,
+               allow_zero: bool = False) -> dict[tuple[str, str], float]:
     """`book=120,BINANCE:ETH-USDT/trades=1800` -> {(instrument or '*', table): seconds}."""
-    gaps: dict[tuple[str, str], float] = {}
-    for item in filter(None, (p.strip() for p in text.split(","))):
+    values: dict[tuple[str, str], float] = {}
+    for item in filter(None, (p.strip() for p in env.get(variable, "").split(","))):
         target, _, seconds = item.partition("=")
         scope, _, table = target.rpartition("/")
         try:
             value = float(seconds)
-            if table not in TABLES or not math.isfinite(value) or value <= 0:
+            if table not in TABLES or not math.isfinite(value) or value < 0 or \
+                    (value == 0 and not allow_zero):
                 raise ValueError
             instrument = str(Instrument.parse(scope)) if scope else "*"
         except (ValueError, InstrumentError):
+            kind = "non-negative" if allow_zero else "positive"
             raise ConfigError(
-                f"RLX_MAX_GAP_SECONDS entry {item!r} is not [EXCHANGE:SYMBOL/]TABLE=SECONDS "
-                f"with a table among {sorted(TABLES)}, e.g. book=120."
+                f"{variable} entry {item!r} is not [EXCHANGE:SYMBOL/]TABLE=SECONDS with a "
+                f"table among {sorted(TABLES)} and {kind} seconds, e.g. {example}."
             ) from None
-        gaps[(instrument, table)] = value
-    return gaps
+        values[(instrument, table)] = value
+    return values
+
+
+def _scoped(values: dict[tuple[str, str], float], instrument: Instrument, table: str,
+            default: float) -> float:
+    for scope in (str(instrument), "*"):
+        if (scope, table) in values:
+            return values[(scope, table)]
+    return default
 
 
 @dataclass(frozen=True)
@@ -130,6 +142,7 @@ class Settings:
     start_date: dt.date
     end_date: dt.date | None
     max_gaps: dict[tuple[str, str], float] = field(default_factory=dict)
+    boundaries: dict[tuple[str, str], float] = field(default_factory=dict)
     step_retries: int = 3
     retry_delay_seconds: float = 10.0
     automation_interval_seconds: int = 30
@@ -158,7 +171,8 @@ class Settings:
         except LakeError as exc:
             raise ConfigError(str(exc)) from None
         return cls(source, lake_root, instruments, start, end,
-                   _max_gaps(env.get("RLX_MAX_GAP_SECONDS", ""), instruments),
+                   _per_table(env, "RLX_MAX_GAP_SECONDS", "book=120"),
+                   _per_table(env, "RLX_DAY_BOUNDARY_SECONDS", "trades=2", allow_zero=True),
                    step_retries=int(_number(env, "RLX_STEP_RETRIES", 3, integer=True)),
                    retry_delay_seconds=_number(env, "RLX_RETRY_DELAY_SECONDS", 10.0),
                    automation_interval_seconds=int(
@@ -166,10 +180,14 @@ class Settings:
                    backfill_days_per_run=_days_per_run(env))
 
     def max_gap_seconds(self, instrument: Instrument, table: str) -> float:
-        for scope in (str(instrument), "*"):
-            if (scope, table) in self.max_gaps:
-                return self.max_gaps[(scope, table)]
-        return TABLES[table].default_max_gap_seconds
+        return _scoped(self.max_gaps, instrument, table,
+                       TABLES[table].default_max_gap_seconds)
+
+    def time_rules(self, instrument: Instrument, table: str) -> TimeRules:
+        """The hole threshold and the day-boundary tolerance of (instrument, table)."""
+        return TimeRules(self.max_gap_seconds(instrument, table),
+                         _scoped(self.boundaries, instrument, table,
+                                 TABLES[table].default_boundary_seconds))
 
     def window_end(self, today: dt.date | None = None) -> dt.date:
         """Last day of the window: RLX_END_DATE, else the last complete UTC day."""

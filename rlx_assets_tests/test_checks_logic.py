@@ -27,9 +27,9 @@ from rlx_assets.lib.checks import (
     CheckOutcome,
     evaluate,
 )
-from rlx_assets.lib.demo_data import Fault, vendor_relpath, write_day
+from rlx_assets.lib.demo_data import PREVIOUS_DAY_ROWS, Fault, vendor_relpath, write_day
 from rlx_assets.lib.normalise import UnreadableVendorFile, normalise_day
-from rlx_assets.lib.scan import DayScan, format_ns
+from rlx_assets.lib.scan import DayScan, TimeRules, format_ns
 from rlx_assets.lib.schemas import polars_dtype
 from rlx_assets.lib.tables import BOOK_LEVELS, TABLES
 from rlx_assets_tests.stand_ins import BTC
@@ -56,11 +56,15 @@ CASES = [(table, fault) for table in TABLES for fault in EXPECTED_FAILURES
          if fault is not Fault.UNKNOWN_SIDE or table == "trades"]
 
 
+TOLERANCE = 5.0  # the default day-boundary tolerance, seconds
+
+
 def run_checks(raw: Path, table: str, out: Path, max_gap: float | None = None,
-               previous_last_time: int | None = None) -> tuple[DayScan, dict[str, CheckOutcome]]:
-    scan = normalise_day(raw, TABLES[table], DAY, out)
+               previous_last_time: int | None = None,
+               boundary: float = TOLERANCE) -> tuple[DayScan, dict[str, CheckOutcome]]:
     gap = TABLES[table].default_max_gap_seconds if max_gap is None else max_gap
-    outcomes = [o for o in evaluate(scan, gap, previous_last_time) if o.blocking]
+    scan = normalise_day(raw, TABLES[table], DAY, out, rules=TimeRules(gap, boundary))
+    outcomes = [o for o in evaluate(scan, previous_last_time) if o.blocking]
     assert [o.name for o in outcomes] == list(BLOCKING_CHECKS)
     return scan, {o.name: o for o in outcomes}
 
@@ -73,23 +77,42 @@ def raw_times(path: Path) -> np.ndarray:
     return pq.read_table(path, columns=["timestamp"]).column("timestamp").to_numpy()
 
 
-def time_oracle(ts: np.ndarray) -> dict[str, object]:
-    """What the temporal evidence must say, computed on the whole array at once."""
-    steps = np.diff(ts)
-    back = np.flatnonzero(steps < 0) + 1
-    outside = np.flatnonzero((ts < DAY_START) | (ts >= DAY_START + 86_400 * NS))
+def raw_received(path: Path) -> np.ndarray:
+    return pq.read_table(path, columns=["receipt_timestamp"]).column(0).to_numpy()
+
+
+def time_oracle(ts: np.ndarray, received: np.ndarray | None = None,
+                tolerance: float = TOLERANCE, max_gap: float = 900) -> dict[str, object]:
+    """What the temporal evidence must say, computed on the whole array at once: times <= 0
+    are missing (placed at their receipt time for holes), rows within `tolerance` seconds
+    across the day's edges are counted apart."""
+    end, tol = DAY_START + 86_400 * NS, int(tolerance * NS)
+    real = ts[ts > 0]
+    back = np.flatnonzero(np.diff(real) < 0) + 1
+    outside = np.flatnonzero((real < DAY_START - tol) | (real >= end + tol))
+    before = np.flatnonzero((real >= DAY_START - tol) & (real < DAY_START))
+    after = np.flatnonzero((real >= end) & (real < end + tol))
+    effective = ts if received is None else np.where(ts > 0, ts, received)
+    steps = np.diff(effective)
     gap_at = int(np.argmax(steps)) if len(steps) else 0
     largest = int(steps[gap_at]) if len(steps) and steps[gap_at] > 0 else 0
+    holes = np.flatnonzero(steps > max_gap * NS)
     return {
         "rows": len(ts),
         "unsorted_rows": len(back),
-        "first_unsorted_origin_times": [format_ns(t) for t in ts[back[:5]]],
+        "first_unsorted_origin_times": [format_ns(t) for t in real[back[:5]]],
         "rows_outside_day": len(outside),
-        "first_outside_origin_times": [format_ns(t) for t in ts[outside[:5]]],
+        "first_outside_origin_times": [format_ns(t) for t in real[outside[:5]]],
+        "rows_before_day_within_tolerance": len(before),
+        "rows_after_day_within_tolerance": len(after),
+        "origin_time_missing_rows": int((ts <= 0).sum()),
         "largest_gap_seconds": largest / 1e9,
-        "largest_gap_after": format_ns(ts[gap_at]) if largest else None,
-        "hole_at_day_start_seconds": (ts[0] - DAY_START) / 1e9,
-        "hole_at_day_end_seconds": (DAY_START + 86_400 * NS - ts[-1]) / 1e9,
+        "largest_gap_after": format_ns(effective[gap_at]) if largest else None,
+        "holes_over_threshold": len(holes),
+        "holes": [{"start": format_ns(effective[i]), "end": format_ns(effective[i + 1]),
+                   "seconds": (effective[i + 1] - effective[i]) / 1e9} for i in holes[:50]],
+        "hole_at_day_start_seconds": max(0, effective[0] - DAY_START) / 1e9,
+        "hole_at_day_end_seconds": max(0, end - effective[-1]) / 1e9,
     }
 
 
@@ -115,9 +138,19 @@ def test_clean_day_passes_every_check_and_is_normalised(vendor: Path, tmp_path: 
     assert written == {name: polars_dtype(t) for name, t in TABLES[table].columns.items()}
     assert pq.ParquetFile(tmp_path / "out.parquet").metadata.num_rows == scan.rows
     temporal = outcomes[TEMPORAL_CONTINUITY].metadata
-    oracle = time_oracle(raw_times(raw))
+    ts = raw_times(raw)
+    oracle = time_oracle(ts, raw_received(raw), max_gap=TABLES[table].default_max_gap_seconds)
     assert {k: temporal[k] for k in oracle} == oracle
     assert outcomes[POSITIVE_PRICES].metadata["offending_row_count"] == 0
+    # The vendor writer's habits are all there, and none is a failure.
+    assert temporal["rows_before_day_within_tolerance"] == PREVIOUS_DAY_ROWS
+    assert temporal["vendor_contains_gaps"] == "No"
+    if table != "trades":
+        assert temporal["resyncs"] >= 1 and temporal["origin_time_missing_rows"] >= 1
+    # Readers never see the sentinel as a time: null in the normalised file.
+    times = pl.read_parquet(tmp_path / "out.parquet", columns=["origin_time"])["origin_time"]
+    assert times.null_count() == int((ts <= 0).sum())
+    assert times.min() >= dt.datetime(2024, 1, 2, 23, 59, 59, tzinfo=dt.UTC)
 
 
 @pytest.mark.parametrize(("table", "fault"), CASES,
@@ -131,7 +164,9 @@ def test_each_fault_fails_exactly_the_contract_checks(vendor: Path, tmp_path: Pa
     for name in EXPECTED_FAILURES[fault]:
         assert outcomes[name].description, name  # a sentence for the alert
     price = PRICE_COLUMN[table]
-    row10 = format_ns(raw_times(raw)[10]) if fault is not Fault.EMPTY else None
+    # Faults touch row 10 of the day proper, after the previous day's rows opening the file.
+    row10 = format_ns(raw_times(raw)[PREVIOUS_DAY_ROWS + 10]) if fault is not Fault.EMPTY \
+        else None
 
     if fault in (Fault.NEGATIVE_PRICE, Fault.ZERO_QUANTITY, Fault.NULL_PRICE):
         meta = outcomes[POSITIVE_PRICES].metadata
@@ -159,7 +194,8 @@ def test_each_fault_fails_exactly_the_contract_checks(vendor: Path, tmp_path: Pa
     if fault is Fault.EMPTY:
         assert scan.rows == 0 and "no rows" in temporal.description
         return
-    oracle = time_oracle(raw_times(raw))
+    oracle = time_oracle(raw_times(raw), raw_received(raw),
+                         max_gap=TABLES[table].default_max_gap_seconds)
     assert {k: temporal.metadata[k] for k in oracle} == oracle
     if fault is Fault.UNSORTED:
         assert temporal.metadata["unsorted_rows"] == 2
@@ -174,7 +210,9 @@ def test_each_fault_fails_exactly_the_contract_checks(vendor: Path, tmp_path: Pa
         assert temporal.metadata["unsorted_rows"] == 0
         after = temporal.metadata["largest_gap_after"]
         assert after.startswith("2024-01-03T05:")  # the hole is 06:00-09:00
-        assert f"hole after {after}" in temporal.description
+        [hole] = temporal.metadata["holes"]
+        assert hole["start"] == after and hole["end"].startswith("2024-01-03T09:00")
+        assert f"{after}..{hole['end']}" in temporal.description
 
 
 @pytest.mark.parametrize("table", list(TABLES))
@@ -410,7 +448,7 @@ def test_faulty_book_day_over_several_batches(vendor: Path, tmp_path: Path,
     _, outcomes = run_checks(raw, "book", tmp_path / "o.parquet")
     assert len(small_batches) >= 2
     assert failed(outcomes) == {TEMPORAL_CONTINUITY}
-    oracle = time_oracle(raw_times(raw))
+    oracle = time_oracle(raw_times(raw), raw_received(raw), max_gap=300)
     assert {k: outcomes[TEMPORAL_CONTINUITY].metadata[k] for k in oracle} == oracle
 
 
@@ -466,7 +504,7 @@ def test_scan_matches_the_oracle_whatever_the_batching(tmp_path: Path,
 def summary(scan: DayScan) -> tuple:
     return (scan.rows, scan.first_time, scan.last_time, scan.min_time, scan.max_time,
             scan.unsorted, scan.outside_day, scan.largest_gap_ns, scan.largest_gap_after,
-            scan.sequence_decreases, scan.problems)
+            scan.sequence_decreases, scan.problems, scan.times)
 
 
 def test_day_scan_does_not_depend_on_where_batches_split() -> None:
@@ -475,13 +513,17 @@ def test_day_scan_does_not_depend_on_where_batches_split() -> None:
     n = 60
     ts = np.sort(rng.integers(DAY_START, DAY_START + 86_400 * NS, n))
     ts[[5, 6]] = ts[[6, 5]]
-    ts[30] = DAY_START - NS
+    ts[30] = DAY_START - 60 * NS  # beyond the tolerance
+    ts[31] = DAY_START - 2 * NS  # within it
     seq = np.arange(n) * 2
     seq[44] = 1
+    ts[50:53] = 0  # a resync: no exchange time; the sequence steps back out of it
+    seq[50:53] = seq[49] + 100
     price = np.full(n, 42_000.0)
     price[[0, 17, 59]] = [-1.0, np.nan, 0.0]
     frame = pl.DataFrame({
-        "origin_time": pl.Series(ts).cast(pl.Datetime("ns", "UTC")),
+        "origin_time": pl.Series(ts).cast(pl.Datetime("ns", "UTC")).scatter(
+            np.flatnonzero(ts <= 0), None),
         "received_time": pl.Series(ts + 1).cast(pl.Datetime("ns", "UTC")),
         "sequence_number": seq, "side_is_bid": np.arange(n) % 2 == 0,
         "price": price, "size": np.ones(n),
@@ -496,6 +538,9 @@ def test_day_scan_does_not_depend_on_where_batches_split() -> None:
 
     whole = summary(scanned([frame]))
     assert whole[0] == n and whole[5].rows == 2 and whole[6].rows == 1 and whole[9] == 1
+    times = whole[-1]
+    assert (times.missing, times.resync_count, times.sequence_resets) == (3, 1, 1)
+    assert times.before_day.rows == 1
     for cut in range(1, n):
         assert summary(scanned([frame[:cut], frame[cut:]])) == whole, cut
     for _ in range(20):

@@ -26,7 +26,7 @@ import pytest
 from rlx_assets.lib import hashing
 from rlx_assets.lib import normalise as normalise_module
 from rlx_assets.lib.checks import SCHEMA, evaluate
-from rlx_assets.lib.demo_data import Fault, write_day
+from rlx_assets.lib.demo_data import IDEAL, Fault, write_day
 from rlx_assets.lib.hashing import StreamHash, sha256_file
 from rlx_assets.lib.instruments import Instrument
 from rlx_assets.lib.normalise import (
@@ -124,9 +124,10 @@ def cast(name: str, dtype: pa.DataType):
 
 @pytest.fixture(scope="module")
 def vendor_days(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """One small clean vendor day per table."""
+    """One small clean vendor day per table, shaped as the vendor writes them but without
+    sentinel times (those take the patching path, tested in test_vendor_habits.py)."""
     root = tmp_path_factory.mktemp("vendor")
-    return {table: write_day(root, table, BTC, DAY, ROWS) for table in TABLES}
+    return {table: write_day(root, table, BTC, DAY, ROWS, habits=IDEAL) for table in TABLES}
 
 
 def mixed_table(rows: int) -> pa.Table:
@@ -287,7 +288,7 @@ def test_malformed_struct_raises_thrift_error(data: bytes, message: str) -> None
 def test_truncated_real_footer_raises_thrift_error(vendor_days: dict[str, Path]) -> None:
     footer_bytes = thrift_footer(vendor_days["trades"])
     for cut in (1, len(footer_bytes) // 2, len(footer_bytes) - 1):
-        with pytest.raises(ThriftError, match="truncated or malformed"):
+        with pytest.raises(ThriftError, match="truncated or malformed|runs past the end"):
             decode_struct(footer_bytes[:cut])
 
 
@@ -423,11 +424,15 @@ def test_only_stale_metadata_keys_are_dropped(vendor_days: dict[str, Path],
     raw = multi_group_trades(vendor_days, tmp_path / "raw.parquet")
     assert {b"ARROW:schema", b"pandas", b"vendor"} <= set(pq.ParquetFile(raw).metadata.metadata)
     out = rewrite(raw, tmp_path / "ready.parquet")
-    assert pq.ParquetFile(out).metadata.metadata == {b"vendor": b"cryptolake"}
+    kept = {k: v for k, v in pq.ParquetFile(raw).metadata.metadata.items()
+            if k not in STALE_KEYS}
+    assert pq.ParquetFile(out).metadata.metadata == kept
+    assert kept[b"vendor"] == b"cryptolake" and kept[b"contains_gaps"] == b"No"
 
     # With nothing else to keep, the key-value list disappears altogether.
     only_stale = tmp_path / "only-stale.parquet"
-    pq.write_table(pq.read_table(vendor_days["book_delta_v2"]), only_stale)
+    pq.write_table(pq.read_table(vendor_days["book_delta_v2"]).replace_schema_metadata(None),
+                   only_stale)
     new_footer = plan_rewrite(read_footer(only_stale), RENAMES, TIME_COLUMNS)
     assert new_footer is not None
     assert FMD_KEY_VALUES in read_footer(only_stale).metadata
@@ -562,7 +567,7 @@ def scan_and_check(raw: Path, out: Path, table: str = "trades") -> tuple[DayScan
     scan = normalise_day(raw, TABLES[table], DAY, out)
     assert scan.output_sha256 == sha256_file(out)
     assert scan.output_bytes == out.stat().st_size
-    return scan, evaluate(scan, TABLES[table].default_max_gap_seconds, None, None)
+    return scan, evaluate(scan)
 
 
 SLOW_PATH = {k: v for k, v in NOT_QUALIFYING.items() if k != "amount and quantity"}
@@ -573,7 +578,7 @@ def test_slow_path_writes_the_normalised_day(vendor_days: dict[str, Path], tmp_p
                                              edit, monkeypatch: pytest.MonkeyPatch) -> None:
     raw = write_variant(vendor_days["trades"], tmp_path / "raw.parquet", edit)
     rewrites = []
-    monkeypatch.setattr(normalise_module, "_copy_with_footer",
+    monkeypatch.setattr(normalise_module, "_copy_region",
                         lambda *args: rewrites.append(args))  # the fast path must not run
     scan, _ = scan_and_check(raw, tmp_path / "ready.parquet")
     assert rewrites == []
@@ -615,7 +620,7 @@ def test_rename_collision_is_handled(vendor_days: dict[str, Path], tmp_path: Pat
     raw = write_variant(vendor_days["trades"], tmp_path / "raw.parquet", with_quantity_column)
     scan = normalise_day(raw, TRADES, DAY, tmp_path / "ready.parquet")
     assert scan.rows == pl.read_parquet(tmp_path / "ready.parquet").height == ROWS
-    outcomes = {o.name: o for o in evaluate(scan, TRADES.default_max_gap_seconds, None, None)}
+    outcomes = {o.name: o for o in evaluate(scan)}
     assert not outcomes[SCHEMA].passed
     assert "'amount' is not expected" in outcomes[SCHEMA].description
 
@@ -792,7 +797,8 @@ def spy_batches(monkeypatch: pytest.MonkeyPatch) -> list[pl.DataFrame]:
 
 def test_giant_row_group_is_measured_in_bounded_batches(tmp_path: Path,
                                                       monkeypatch: pytest.MonkeyPatch) -> None:
-    raw = write_day(tmp_path / "vendor", "book_delta_v2", BTC, DAY, 200_000)
+    raw = write_day(tmp_path / "vendor", "book_delta_v2", BTC, DAY, 200_000,
+                    flush_rows=200_000)
     assert read_footer(raw).row_group_rows == [200_000]
     monkeypatch.setattr(normalise_module, "BATCH_CELLS", 60_000)  # 10_000 rows of 6 columns
     batches = spy_batches(monkeypatch)
@@ -854,10 +860,11 @@ def test_truncated_vendor_file_is_unreadable(tmp_path: Path) -> None:
         normalise_day(raw, TRADES, DAY, tmp_path / "ready.parquet")
 
 
-def test_unsigned_times_beyond_int64_fail_schema_not_the_run(vendor_days: dict[str, Path],
-                                                             tmp_path: Path) -> None:
-    """uint64 `timestamp` values past 2**63 cannot be UTC nanoseconds: they become nulls that
-    the schema check reports, instead of a polars error that stops the day."""
+def test_unsigned_times_beyond_int64_are_missing_times_not_a_stopped_run(
+        vendor_days: dict[str, Path], tmp_path: Path) -> None:
+    """uint64 `timestamp` values past 2**63 cannot be UTC nanoseconds: they become missing
+    exchange times (null, counted and warned about), instead of a polars error that stops
+    the day."""
     def unsigned(table: pa.Table) -> pa.Table:
         times = table.column("timestamp").to_numpy().astype(np.uint64)
         times[3] = 2**63 + 5
@@ -867,6 +874,8 @@ def test_unsigned_times_beyond_int64_fail_schema_not_the_run(vendor_days: dict[s
     raw = write_variant(vendor_days["trades"], tmp_path / "raw.parquet", unsigned)
     scan = normalise_day(raw, TRADES, DAY, tmp_path / "ready.parquet")
     assert scan.rows == ROWS
-    outcomes = {o.name: o for o in evaluate(scan, TRADES.default_max_gap_seconds, None, None)}
-    assert not outcomes[SCHEMA].passed
-    assert "column 'origin_time' has nulls (1 rows)" in outcomes[SCHEMA].description
+    outcomes = {o.name: o for o in evaluate(scan)}
+    assert outcomes[SCHEMA].passed
+    assert not outcomes["origin_time_missing"].passed
+    assert outcomes["origin_time_missing"].metadata["origin_time_missing_rows"] == 1
+    assert pl.read_parquet(tmp_path / "ready.parquet")["origin_time"].null_count() == 1

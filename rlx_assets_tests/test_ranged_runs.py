@@ -156,7 +156,9 @@ def test_a_clean_range_records_each_day_with_its_own_metadata_and_checks(setup: 
         assert meta["dagster/row_count"] == frame.height == rows_on(day)
         assert (meta["first_origin_time_ns"], meta["last_origin_time_ns"]) == \
             (times[0], times[-1])
-        assert meta["first_origin_time"].startswith(day.isoformat())
+        # The file opens with the previous day's last second, as the vendor's writer does.
+        assert meta["first_origin_time"].startswith(
+            f"{day - dt.timedelta(days=1)}T23:59:59")
         assert meta["last_origin_time"].startswith(day.isoformat())
         assert not setup.zone_file(QUARANTINE, day).exists()
 

@@ -30,7 +30,7 @@ def _write(tmp_path: Path, table: str, edit) -> Path:
 
 def _outcomes(path: Path, table: str, tmp_path: Path, trailing=None) -> dict:
     scan = normalise_day(path, TABLES[table], DAY, tmp_path / "out.parquet")
-    results = evaluate(scan, TABLES[table].default_max_gap_seconds, None, trailing)
+    results = evaluate(scan, None, trailing)
     return {o.name: o for o in results}
 
 

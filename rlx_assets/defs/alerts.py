@@ -170,6 +170,9 @@ class AlertReader:
             return lib.Alert(storage_id, summary, self.redact(lib.check_failure_text(plain,
                                                                                     self.links)))
         if self._failed_before(ev, entry.run_id):
+            if "accepted" in plain.metadata:
+                return lib.Alert(storage_id, summary + " under an accepted exception",
+                                 self.redact(lib.check_accepted_text(plain, self.links)))
             return lib.Alert(storage_id, summary + " again",
                              self.redact(lib.check_recovered_text(plain, self.links)))
         return lib.Alert(storage_id, summary)

@@ -46,6 +46,11 @@ def table_key(instrument: Instrument, table: str) -> dg.AssetKey:
     return dg.AssetKey([*instrument.key_prefix, table])
 
 
+def table_run_config(keys: list[dg.AssetKey], from_raw: bool) -> dict[str, object]:
+    """Run config of the table assets `keys` (`from_raw`: re-check the stored raw copies)."""
+    return {"ops": {"__".join(key.path): {"config": {"from_raw": from_raw}} for key in keys}}
+
+
 @contextmanager
 def vendor_failures() -> Iterator[None]:
     """Turn known failures into `dg.Failure`s: one sentence, retried only where it helps."""
@@ -110,7 +115,7 @@ def build_table_asset(
     settings: Settings,
 ) -> dg.AssetsDefinition:
     key = table_key(instrument, spec.name)
-    max_gap = settings.max_gap_seconds(instrument, spec.name)
+    rules = settings.time_rules(instrument, spec.name)
     with warnings.catch_warnings():
         # Partitioned check specs are "preview" and backfill policies "beta" in 1.13; we rely
         # on both deliberately (per-partition check results are what the certificate and the
@@ -138,9 +143,11 @@ def build_table_asset(
             group_name=instrument.slug,
             kinds={"parquet", "polars"},
             description=f"{spec.description} {instrument}, one UTC day per partition, from "
-                        f"Crypto Lake. Max hole {max_gap:,.0f} s.",
+                        f"Crypto Lake. Max hole {rules.max_gap_seconds:,.0f} s; rows up to "
+                        f"{rules.boundary_seconds:g} s across a day boundary are kept.",
             metadata={"instrument": str(instrument), "table": spec.name,
-                      "max_gap_seconds": max_gap},
+                      "max_gap_seconds": rules.max_gap_seconds,
+                      "day_boundary_seconds": rules.boundary_seconds},
         )
 
     @table_asset
@@ -167,7 +174,7 @@ def build_table_asset(
                 with vendor_failures():
                     result = ingest_partition(
                         source, store, spec, instrument, day, crypto_lake.backoff(),
-                        max_gap, previous_last, log=context.log.info, from_raw=config.from_raw,
+                        rules, previous_last, log=context.log.info, from_raw=config.from_raw,
                         trailing_rows=trailing_rows)
             except dg.Failure as failure:
                 if len(days) == 1:

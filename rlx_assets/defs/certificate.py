@@ -37,6 +37,14 @@ def recorded_partitions(
     return recorded_days(instance, key, days, BLOCKING_CHECKS)
 
 
+def _exceptions_table(exceptions: list[dict[str, str]]) -> str:
+    if not exceptions:
+        return "None: every check passed on its own."
+    rows = "\n".join(f"| {e['table']} | {e['day']} | {e['check']} | {e['reason']} | "
+                     f"{e['accepted_by']} | {e['accepted_at']} |" for e in exceptions)
+    return "| table | day | check | reason | by | at |\n|---|---|---|---|---|---|\n" + rows
+
+
 def certificate_key(instrument: Instrument) -> dg.AssetKey:
     return dg.AssetKey([*instrument.key_prefix, "certificate"])
 
@@ -93,6 +101,8 @@ def build_certificate_asset(instrument: Instrument, settings: Settings) -> dg.As
             "summary": dg.MetadataValue.md(
                 "| table | days | rows | size |\n|---|---|---|---|\n" + summary),
             "dagster/row_count": sum(t["rows"] for t in totals.values()),
+            "accepted_exceptions": dg.MetadataValue.md(_exceptions_table(
+                certificate["accepted_exceptions"])),
         })
 
     return _certificate

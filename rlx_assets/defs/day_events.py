@@ -72,7 +72,8 @@ def record_day(context: dg.AssetExecutionContext, key: dg.AssetKey, partition: s
             severity=dg.AssetCheckSeverity.ERROR if outcome.blocking
             else dg.AssetCheckSeverity.WARN,
             description=outcome.description,
-            metadata=outcome.metadata,
+            metadata={**outcome.metadata, "violations": list(outcome.violations)}
+            if outcome.violations else outcome.metadata,
             target_materialization_data=target,
         )
 

@@ -134,6 +134,30 @@ def previous_evaluation_failed(instance: dg.DagsterInstance, check: dg.AssetChec
     return False
 
 
+@dataclass(frozen=True)
+class Evaluation:
+    """One check evaluation as recorded: what `rlx-assets accept` binds to."""
+
+    passed: bool
+    description: str
+    metadata: dict[str, object]  # plain values
+    run_id: str
+
+
+def latest_evaluation(instance: dg.DagsterInstance, key: dg.AssetKey, check: str,
+                      partition: str) -> Evaluation | None:
+    """The latest evaluation of `check` for `partition`, or None if it was never evaluated."""
+    history = instance.event_log_storage.get_asset_check_execution_history(
+        dg.AssetCheckKey(key, check), limit=5, partition_filter=PartitionKeyFilter(key=partition))
+    for record in history:  # newest first; a planned execution has no evaluation yet
+        evaluation = record.event.asset_check_evaluation if record.event else None
+        if evaluation is not None:
+            return Evaluation(evaluation.passed, evaluation.description or "",
+                              {k: v.value for k, v in evaluation.metadata.items()},
+                              record.run_id)
+    return None
+
+
 def events_after(instance: dg.DagsterInstance, after: int,
                  event_types: Sequence[dg.DagsterEventType],
                  page: int) -> Iterator[tuple[int, dg.EventLogEntry]]:

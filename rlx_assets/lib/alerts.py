@@ -217,6 +217,23 @@ def check_recovered_text(ev: CheckEvaluation, links: Links) -> str:
     return _clip(text + (f"\n{ref}" if ref else ""))
 
 
+def check_accepted_text(ev: CheckEvaluation, links: Links) -> str:
+    """A failing check now passes only because its failure was accepted: say so, once."""
+    accepted = ev.metadata.get("accepted")
+    accepted = accepted if isinstance(accepted, Mapping) else {}
+    lines = [f":white_check_mark: *Accepted vendor exception used:* `{escape(ev.check_name)}` "
+             f"passes on {_subject(ev.asset_path, ev.partition)} under an acceptance",
+             f"> {escape(accepted.get('reason', ''))} ({escape(accepted.get('accepted_by', ''))}, "
+             f"{escape(accepted.get('accepted_at', ''))})"]
+    evidence = ev.metadata.get("accepted_evidence")
+    if isinstance(evidence, Mapping) and evidence.get("description"):
+        lines.append(f"• accepted: {escape(evidence['description'])}")
+    ref = _link(links.asset(ev.asset_path, ev.check_name), "check in Dagster")
+    if ref:
+        lines.append(ref)
+    return _clip("\n".join(lines))
+
+
 def run_failure_text(run: RunFailure, links: Links) -> str:
     targets = [f"*{escape(i)}* `{escape(t)}`"
                for i, t in (instrument_and_table(p) for p in run.asset_paths[:5])]

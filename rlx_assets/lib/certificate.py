@@ -93,6 +93,10 @@ def build_certificate(
                 "checks": {name: rec.checks[name] for name in BLOCKING_CHECKS},
                 "gap_from_previous_day_seconds": _gap_seconds(previous, rec),
                 "path": rec.location,
+                "vendor_contains_gaps": rec.vendor_contains_gaps,
+                "origin_time_missing_rows": rec.origin_time_missing,
+                "resyncs": rec.resyncs,
+                "accepted": {check: dict(a) for check, a in rec.accepted.items()},
             })
             previous = rec
         gaps = [e["gap_from_previous_day_seconds"] for e in entries
@@ -108,6 +112,11 @@ def build_certificate(
         "window": {"start": start.isoformat(), "end": end.isoformat(), "days": len(days)},
         "generated_at": generated_at.isoformat(),
         "blocking_checks": list(BLOCKING_CHECKS),
+        # Failures the vendor will never fix, accepted on the record (`rlx-assets accept`).
+        "accepted_exceptions": [
+            {"table": table, "day": day.isoformat(), "check": check, **dict(a)}
+            for table, records in recorded.items() for day in days
+            for check, a in sorted(records[day].accepted.items())],
         "tables": tables,
     }
     return {**body, "content_sha256": canonical_sha256(body)}, []

@@ -7,6 +7,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from rlx_assets.lib import acceptance
 from rlx_assets.lib.checks import CheckOutcome, evaluate, failed_blocking
 from rlx_assets.lib.day_record import QUARANTINE, READY, DayRecord
 from rlx_assets.lib.hashing import StreamHash
@@ -14,7 +15,7 @@ from rlx_assets.lib.instruments import Instrument
 from rlx_assets.lib.lake import RAW, Lake, partition_key
 from rlx_assets.lib.normalise import UnreadableVendorFile, normalise_day
 from rlx_assets.lib.retry import Backoff
-from rlx_assets.lib.scan import DayScan
+from rlx_assets.lib.scan import DayScan, TimeRules
 from rlx_assets.lib.tables import TableSpec
 from rlx_assets.lib.vendor import (
     Download,
@@ -58,6 +59,10 @@ class PartitionResult:
             vendor_object=self.vendor.location, vendor_bytes=self.raw.size,
             vendor_sha256=self.raw.sha256, vendor_version=self.vendor.version,
             failed_checks=tuple(self.failed_checks()),
+            vendor_contains_gaps=scan.vendor_contains_gaps,
+            origin_time_missing=scan.times.missing,
+            resyncs=scan.times.resync_count if scan.times.resyncs_possible else 0,
+            accepted=acceptance.accepted_checks(self.outcomes),
         )
 
     def summary(self) -> str:
@@ -65,6 +70,9 @@ class PartitionResult:
         failed = self.failed_checks()
         warned = [o.name for o in self.outcomes if not o.blocking and not o.passed]
         verdict = "checks passed" if not failed else "checks FAILED: " + ", ".join(failed)
+        accepted = acceptance.accepted_checks(self.outcomes)
+        if accepted:
+            verdict += f" (accepted vendor exceptions: {', '.join(accepted)})"
         if warned:
             verdict += f" (warnings: {', '.join(warned)})"
         return (f"{self.scan.rows:,} rows, {verdict}; {self.raw.describe()}; written to "
@@ -119,7 +127,7 @@ def ingest_partition(
     instrument: Instrument,
     day: dt.date,
     backoff: Backoff,
-    max_gap_seconds: float,
+    rules: TimeRules,
     previous_last_time: int | None = None,
     log: Log = lambda _m: None,
     from_raw: bool = False,
@@ -142,7 +150,7 @@ def ingest_partition(
                 log(f"Removed {stale.name} left in _staging/ by an earlier, interrupted attempt.")
             staged = lake.staging_file(spec.name, instrument, day)
             try:
-                scan = normalise_day(raw.path, spec, day, staged, raw.stream)
+                scan = normalise_day(raw.path, spec, day, staged, raw.stream, rules)
             except UnreadableVendorFile as exc:
                 if from_raw:  # it matched its recorded sha256: keep it, say what it is
                     raise VendorError(f"The stored raw copy of {spec.name} {instrument} {day} "
@@ -150,7 +158,9 @@ def ingest_partition(
                                       "from the vendor (without from_raw).") from None
                 lake.forget_raw(lake.raw_key(spec.name, instrument, day, obj.filename))
                 raise
-            outcomes = evaluate(scan, max_gap_seconds, previous_last_time, trailing_rows)
+            outcomes = acceptance.apply(
+                evaluate(scan, previous_last_time, trailing_rows),
+                acceptance.for_partition(lake, spec.name, instrument, day), raw.sha256)
             passed = not failed_blocking(outcomes)
             if not passed:  # before ready/ loses the day: no certificate may outlive it
                 for location in lake.withdraw_certificates(instrument, day):

@@ -1,10 +1,12 @@
 """A vendor day into its normalised file, measured on the way: `normalise_day`.
 
-Normalising means lakeapi's column names and UTC nanosecond times. For a flat vendor file
-with plain int64 times (the normal case) that is a footer rewrite (`parquet_footer`): the
-normalised file is the vendor's data pages under a new footer, copied on a second thread
-while the day is decoded once for the checks. Any other file is decoded, normalised and
-re-encoded by polars, then measured from what was written.
+Normalising means lakeapi's column names and UTC nanosecond times, with the vendor's
+"no exchange time" sentinel (0, or -1 in trades) as null. For a flat vendor file with plain
+int64 times (the normal case) that is a footer rewrite (`parquet_footer`): the normalised
+file is the vendor's data pages under a new footer, copied on a second thread while the day
+is decoded once for the checks; the time column chunks of the few row groups holding a
+sentinel are re-encoded with nulls and appended (`time_patch`). Any other file is decoded,
+normalised and re-encoded by polars, then measured from what was written.
 
 Memory is bounded by design: the day is read in slices of whole row groups (about
 `BATCH_CELLS` values each), one slice decoding while the checks run on the one before.
@@ -20,6 +22,7 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 
+import numpy as np
 import polars as pl
 
 from rlx_assets.lib.hashing import CHUNK_BYTES, StreamHash
@@ -30,9 +33,10 @@ from rlx_assets.lib.parquet_footer import (
     plan_rewrite,
     read_footer,
 )
-from rlx_assets.lib.scan import DayScan
+from rlx_assets.lib.scan import DayScan, TimeRules
 from rlx_assets.lib.stores import LakeError
 from rlx_assets.lib.tables import RENAMES, TIME_COLUMNS, TableSpec
+from rlx_assets.lib.time_patch import write_patches
 from rlx_assets.lib.writeback import WritebackFile, writing
 
 BATCH_CELLS = 6_000_000  # values per slice handed to the checks (rows x columns)
@@ -40,6 +44,10 @@ BATCH_CELLS = 6_000_000  # values per slice handed to the checks (rows x columns
 
 class UnreadableVendorFile(Exception):
     """The vendor file is not readable parquet (truncated, corrupt)."""
+
+
+SENTINEL_TIME = "origin_time"  # the vendor writes 0 / -1 here when the exchange gave no time
+SENTINEL_SOURCE = "timestamp"  # its name in the vendor file
 
 
 def normalise_frame(frame: pl.LazyFrame, schema: pl.Schema) -> pl.LazyFrame:
@@ -52,8 +60,10 @@ def normalise_frame(frame: pl.LazyFrame, schema: pl.Schema) -> pl.LazyFrame:
                 and schema[raw].is_integer():
             # Not strict: a value beyond int64 (an unsigned column) becomes null, which the
             # schema check then reports, instead of an error that stops the day.
-            casts.append(pl.col(name).cast(pl.Int64, strict=False)
-                         .cast(pl.Datetime("ns", "UTC")))
+            value = pl.col(name).cast(pl.Int64, strict=False)
+            if name == SENTINEL_TIME:  # no exchange time: null, never 1970-01-01
+                value = pl.when(value > 0).then(value)
+            casts.append(value.cast(pl.Datetime("ns", "UTC")).alias(name))
     if "side" in schema and schema["side"] in (pl.Categorical, pl.Enum):
         casts.append(pl.col("side").cast(pl.String))
     return frame.with_columns(casts) if casts else frame
@@ -69,44 +79,71 @@ def reading(raw_path: Path) -> Iterator[None]:
         raise UnreadableVendorFile(f"{raw_path.name}: {exc}") from exc
 
 
-def _plan(footer: Footer) -> bytes | None:
+def _plan(footer: Footer, patches: dict | None = None) -> bytes | None:
     try:
-        return plan_rewrite(footer, RENAMES, TIME_COLUMNS)
+        return plan_rewrite(footer, RENAMES, TIME_COLUMNS, patches, SENTINEL_SOURCE)
     except (KeyError, TypeError, AttributeError, ValueError):
         return None  # a footer shaped unlike any writer's: decode and re-encode instead
 
 
 def normalise_day(raw_path: Path, spec: TableSpec, day: dt.date, out_path: Path,
-                  raw_hash: StreamHash | None = None) -> DayScan:
+                  raw_hash: StreamHash | None = None,
+                  rules: TimeRules | None = None) -> DayScan:
     """Write the normalised day to `out_path` and return its measurements, including the
-    output's sha256 and size. `raw_hash` (the download's) makes that hash nearly free."""
+    output's sha256 and size. `raw_hash` (the download's) makes that hash nearly free;
+    `rules` are the time thresholds (default: the table's)."""
     with reading(raw_path):
         frame = pl.scan_parquet(raw_path)
         raw_schema = frame.collect_schema()
         footer = read_footer(raw_path)
     frame = normalise_frame(frame, raw_schema)
-    scan = DayScan(spec.name, day)
+    scan = DayScan(spec.name, day, rules)
     scan.prepare(frame.collect_schema())
-    new_footer = _plan(footer)
-    if new_footer is None:
+    scan.vendor_contains_gaps = footer.key_value("contains_gaps")
+    written, measured = None, False
+    plan = _plan(footer)
+    if plan is not None:
+        scan.row_group_starts = np.cumsum([0, *footer.row_group_rows[:-1]])
+        written = _rewrite(raw_path, footer, plan, frame, scan, out_path, raw_hash)
+        measured = True
+    if written is None:
         with reading(raw_path):
-            sha256, size = _reencode(frame, out_path)
-        measure(pl.scan_parquet(out_path), scan, read_footer(out_path))  # our own file
-    else:
-        prefix = raw_hash.prefix(raw_path, footer.start) if raw_hash else None
+            written = _reencode(frame, out_path)
+        if not measured:  # from our own file: its row groups are ours
+            measure(pl.scan_parquet(out_path), scan, read_footer(out_path))
+    scan.output_sha256, scan.output_bytes = written
+    return scan
+
+
+def _rewrite(raw_path: Path, footer: Footer, plan: bytes, frame: pl.LazyFrame, scan: DayScan,
+             out_path: Path, raw_hash: StreamHash | None) -> tuple[str, int] | None:
+    """The fast path: the vendor's data region copied (on a second thread, while the day is
+    measured), re-encoded time chunks where sentinels are, and a new footer (`plan` when
+    there are none). Returns the output's (sha256, size), or None when the file turns out
+    not to qualify."""
+    prefix = raw_hash.prefix(raw_path, footer.start) if raw_hash else None
+    with writing(out_path) as out:
         with ThreadPoolExecutor(1) as copier:
-            copied = copier.submit(_copy_with_footer, raw_path, footer.start,
-                                   footer_tail(new_footer), out_path, prefix)
+            copied = copier.submit(_copy_region, raw_path, footer.start, out, prefix)
             with reading(raw_path):
                 measure(frame, scan, footer)
-            sha256, size = copied.result()
-        if pl.scan_parquet(out_path).collect_schema() != frame.collect_schema():
-            # A type only the dropped ARROW:schema carried (a duration, a dictionary,
-            # another time zone): the measured frame is right, its copy is not.
+            digest = copied.result()
+        new_footer = plan
+        if scan.sentinel_row_groups:
             with reading(raw_path):
-                sha256, size = _reencode(frame, out_path)
-    scan.output_sha256, scan.output_bytes = sha256, size
-    return scan
+                patches = write_patches(raw_path, SENTINEL_SOURCE, scan.sentinel_row_groups,
+                                        out, digest)
+            new_footer = _plan(footer, patches)
+            if new_footer is None:
+                return None
+        tail = footer_tail(new_footer)
+        out.write(tail)
+        digest.update(tail)
+    if pl.scan_parquet(out_path).collect_schema() != frame.collect_schema():
+        # A type only the dropped ARROW:schema carried (a duration, a dictionary, another
+        # time zone): the measured frame is right, its copy is not.
+        return None
+    return digest.hexdigest(), out.offset
 
 
 def row_slices(footer: Footer, columns: int) -> Iterator[tuple[int, int]]:
@@ -160,23 +197,21 @@ def _reencode(frame: pl.LazyFrame, out_path: Path) -> tuple[str, int]:
     return output.digest.hexdigest(), output.size
 
 
-def _copy_with_footer(raw_path: Path, data_bytes: int, tail: bytes, out_path: Path,
-                      prefix: hashlib._Hash | None) -> tuple[str, int]:
-    """Write raw_path's first `data_bytes` bytes and then `tail` to out_path; return the
-    output's sha256 (continuing `prefix`, the state after those bytes, when given)."""
+def _copy_region(raw_path: Path, data_bytes: int, out: WritebackFile,
+                 prefix: hashlib._Hash | None) -> hashlib._Hash:
+    """Write raw_path's first `data_bytes` bytes to `out`; return the sha256 state after them
+    (continuing `prefix`, the state after those bytes, when given)."""
     digest = prefix or hashlib.sha256()
-    with open(raw_path, "rb") as src, writing(out_path) as dst:
+    with open(raw_path, "rb") as src:
         remaining = data_bytes
         while remaining and (chunk := src.read(min(remaining, CHUNK_BYTES))):
             if prefix is None:
                 digest.update(chunk)
-            dst.write(chunk)
+            out.write(chunk)
             remaining -= len(chunk)
         if remaining:
             raise OSError(f"{raw_path.name} shrank while it was copied")
-        dst.write(tail)
-    digest.update(tail)
-    return digest.hexdigest(), data_bytes + len(tail)
+    return digest
 
 
 class HashingWriter(io.RawIOBase):

@@ -12,6 +12,11 @@ vendor file's bytes up to its footer, followed by a new footer in which
 - the `ARROW:schema` and `pandas` key-value entries, which still name the old columns,
   are dropped (readers then take types from the parquet schema).
 
+Where the vendor wrote a sentinel instead of an exchange time (0, or -1 in trades), the
+time column chunks of the row groups holding one are replaced by re-encoded chunks with
+nulls there (`time_patch`), appended after the data region; every other column chunk
+stays the vendor's bytes.
+
 Only flat files whose time columns are plain int64 qualify (`plan_rewrite` returns None
 otherwise); anything else takes the general decode/encode path.
 """
@@ -45,11 +50,14 @@ STALE_METADATA_KEYS = {b"ARROW:schema", b"pandas"}
 # FileMetaData, SchemaElement, RowGroup, ColumnChunk, ColumnMetaData, KeyValue field ids
 # (parquet-format's parquet.thrift).
 FMD_SCHEMA, FMD_ROW_GROUPS, FMD_KEY_VALUES = 2, 4, 5
-SE_TYPE, SE_NAME, SE_CHILDREN, SE_CONVERTED, SE_LOGICAL = 1, 4, 5, 6, 10
-RG_COLUMNS, RG_NUM_ROWS = 1, 3
-CC_FILE_PATH, CC_META = 1, 3
-CMD_PATH = 3
-KV_KEY = 1
+SE_TYPE, SE_REPETITION, SE_NAME, SE_CHILDREN, SE_CONVERTED, SE_LOGICAL = 1, 3, 4, 5, 6, 10
+OPTIONAL = 1  # repetition type
+RG_COLUMNS, RG_TOTAL_BYTES, RG_NUM_ROWS, RG_TOTAL_COMPRESSED = 1, 2, 3, 6
+CC_FILE_PATH, CC_FILE_OFFSET, CC_META = 1, 2, 3
+CC_INDEX_FIELDS = (4, 5, 6, 7)  # offset and column index of a chunk's pages
+CMD_PATH, CMD_UNCOMPRESSED, CMD_COMPRESSED = 3, 6, 7
+CMD_DATA_PAGE, CMD_INDEX_PAGE, CMD_DICTIONARY_PAGE = 9, 10, 11
+KV_KEY, KV_VALUE = 1, 2
 LOGICAL_INTEGER, LOGICAL_TIMESTAMP = 10, 8
 INT_SIGNED = 2
 TIMESTAMP_UTC, TIMESTAMP_UNIT, UNIT_NANOS = 1, 2, 3
@@ -70,6 +78,18 @@ class Footer:
                                                                       FMD_ROW_GROUPS)]
 
 
+    def key_value(self, key: str) -> str | None:
+        """A key-value metadata entry of the file (the vendor's `contains_gaps`, say)."""
+        for kv in items_of(self.metadata, FMD_KEY_VALUES):
+            if value_of(kv, KV_KEY) == key.encode():
+                value = value_of(kv, KV_VALUE)
+                return value.decode("utf-8", "replace") if value is not None else None
+        return None
+
+    def row_group(self, index: int) -> Struct:
+        return items_of(self.metadata, FMD_ROW_GROUPS)[index]
+
+
 def read_footer(path: Path) -> Footer:
     """The decoded footer of the parquet file at `path`."""
     with open(path, "rb") as handle:
@@ -86,12 +106,27 @@ def read_footer(path: Path) -> Footer:
             raise NotParquet(f"{path.name} has a footer length past its start")
         handle.seek(start)
         raw = handle.read(length)
+    return _decoded(path.name, raw, start)
+
+
+def footer_of(name: str, data: bytes) -> Footer:
+    """The decoded footer of a parquet file held in memory."""
+    if len(data) < 12 or data[-4:] != MAGIC:
+        raise NotParquet(f"{name} does not end in PAR1")
+    length = struct.unpack("<I", data[-8:-4])[0]
+    start = len(data) - 8 - length
+    if start < 4:
+        raise NotParquet(f"{name} has a footer length past its start")
+    return _decoded(name, data[start:start + length], start)
+
+
+def _decoded(name: str, raw: bytes, start: int) -> Footer:
     try:
         metadata, end = decode_struct(raw)
     except ThriftError as exc:
-        raise NotParquet(f"{path.name}: unreadable footer ({exc})") from exc
-    if end != length:
-        raise NotParquet(f"{path.name}: footer is {length} bytes but decodes to {end}")
+        raise NotParquet(f"{name}: unreadable footer ({exc})") from exc
+    if end != len(raw):
+        raise NotParquet(f"{name}: footer is {len(raw)} bytes but decodes to {end}")
     return Footer(start, metadata)
 
 
@@ -126,10 +161,15 @@ def _utc_nanos() -> Struct:
 
 
 def plan_rewrite(footer: Footer, renames: dict[str, str],
-                 timestamp_columns: tuple[str, ...]) -> bytes | None:
+                 timestamp_columns: tuple[str, ...],
+                 patches: dict[int, Struct] | None = None,
+                 patched_column: str = "") -> bytes | None:
     """The new footer (thrift bytes) of the normalised file, or None if the file does not
-    qualify: nested, columns stored elsewhere, a time column that is not plain int64, or a
-    rename that would collide with an existing column."""
+    qualify: nested, columns stored elsewhere, a time column that is not plain int64, a
+    rename that would collide with an existing column, or patches for a column that cannot
+    hold nulls. `patches` maps row-group indexes to the ColumnChunk that replaces column
+    `patched_column` (an old name) there (see `time_patch`)."""
+    patches = patches or {}
     metadata = footer.metadata
     leaves = _leaves(metadata)
     if leaves is None:
@@ -148,12 +188,15 @@ def plan_rewrite(footer: Footer, renames: dict[str, str],
                 return None
             leaf.pop(SE_CONVERTED, None)
             leaf[SE_LOGICAL] = (STRUCT, _utc_nanos())
+        if patches and old == patched_column and value_of(leaf, SE_REPETITION) != OPTIONAL:
+            return None  # a REQUIRED column's other chunks have no room for nulls
         new_leaves.append(leaf)
     edited[FMD_SCHEMA] = (LIST, List(STRUCT, [items_of(metadata, FMD_SCHEMA)[0], *new_leaves]))
     by_old = dict(zip(names, new_names, strict=True))
     groups = []
-    for group in items_of(metadata, FMD_ROW_GROUPS):
+    for index, group in enumerate(items_of(metadata, FMD_ROW_GROUPS)):
         chunks = []
+        group = dict(group)
         for chunk in items_of(group, RG_COLUMNS):
             if CC_FILE_PATH in chunk or CC_META not in chunk:
                 return None
@@ -161,6 +204,8 @@ def plan_rewrite(footer: Footer, renames: dict[str, str],
             path = [p.decode("utf-8", "replace") for p in items_of(meta, CMD_PATH)]
             if len(path) != 1 or path[0] not in by_old:
                 return None
+            if index in patches and path[0] == patched_column:
+                chunk, meta = _patched(group, meta, patches[index])
             meta[CMD_PATH] = (LIST, List(BINARY, [by_old[path[0]].encode()]))
             chunks.append({**chunk, CC_META: (STRUCT, meta)})
         groups.append({**group, RG_COLUMNS: (LIST, List(STRUCT, chunks))})
@@ -173,6 +218,18 @@ def plan_rewrite(footer: Footer, renames: dict[str, str],
         else:
             del edited[FMD_KEY_VALUES]
     return encode_struct(edited)
+
+
+def _patched(group: Struct, old: Struct, chunk: Struct) -> tuple[Struct, Struct]:
+    """Swap in a replacement chunk; the row group's byte totals follow (in place)."""
+    meta = dict(value_of(chunk, CC_META))
+    for field, meta_field in ((RG_TOTAL_BYTES, CMD_UNCOMPRESSED),
+                              (RG_TOTAL_COMPRESSED, CMD_COMPRESSED)):
+        if field in group:
+            kind, total = group[field]
+            group[field] = (kind, total - value_of(old, meta_field, 0)
+                            + value_of(meta, meta_field, 0))
+    return chunk, meta
 
 
 def footer_tail(footer_bytes: bytes) -> bytes:

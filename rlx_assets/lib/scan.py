@@ -14,22 +14,19 @@ from dataclasses import dataclass, field
 import numpy as np
 import polars as pl
 
+from rlx_assets.lib.continuity import (
+    SAMPLE,
+    UTC_NS,
+    Continuity,
+    Problem,
+    TimeRules,
+    day_start_ns,
+    format_ns,
+)
 from rlx_assets.lib.schemas import row_rules, structural_problems
-from rlx_assets.lib.tables import BOOK_LEVELS
+from rlx_assets.lib.tables import BOOK_LEVELS, TABLES
 
-SAMPLE = 5  # offending timestamps kept as evidence per problem
-
-
-NS_PER_DAY = 86_400 * 10**9
-
-
-def day_start_ns(day: dt.date) -> int:
-    return (day - dt.date(1970, 1, 1)).days * NS_PER_DAY
-
-
-def format_ns(ns: int | None) -> str | None:
-    """ISO 8601 UTC with nanoseconds: 2024-01-02T00:00:00.004189123Z."""
-    return None if ns is None else f"{np.datetime64(int(ns), 'ns')}Z"
+__all__ = ["DayScan", "Problem", "TimeRules", "day_start_ns", "format_ns"]
 
 
 def _numeric(schema: pl.Schema, name: str) -> bool:
@@ -107,56 +104,52 @@ def warning_rules(table: str, schema: pl.Schema) -> dict[str, tuple[str, pl.Expr
 
 
 @dataclass
-class Problem:
-    """Rows that break one rule, with the first offending times as evidence."""
-
-    check: str
-    rows: int = 0
-    first_times: list[str] = field(default_factory=list)
-
-    def add(self, rows: int, times: list[str]) -> None:
-        self.rows += rows
-        self.first_times.extend(times[: SAMPLE - len(self.first_times)])
-
-
-@dataclass
 class DayScan:
     """Everything the checks need, accumulated batch by batch in file order."""
 
     table: str
     day: dt.date
+    rules: TimeRules | None = None  # default: the table's thresholds
     rows: int = 0
     columns: dict[str, str] = field(default_factory=dict)
     structural: list[str] = field(default_factory=list)  # schema problems of the file
     unevaluable: dict[str, list[str]] = field(default_factory=dict)  # check -> columns
     problems: dict[str, Problem] = field(default_factory=dict)  # row rules -> offenders
-    # Times are int64 nanoseconds since the epoch (UTC), as the vendor stores them.
-    first_time: int | None = None
-    last_time: int | None = None
-    min_time: int | None = None
-    max_time: int | None = None
-    unsorted: Problem = field(default_factory=lambda: Problem("temporal_continuity"))
-    sequence_decreases: int = 0
-    outside_day: Problem = field(default_factory=lambda: Problem("temporal_continuity"))
-    largest_gap_ns: int = 0
-    largest_gap_after: int | None = None
+    times: Continuity | None = None  # set up by `prepare`
+    vendor_contains_gaps: str | None = None  # the vendor file's own flag (footer metadata)
+    # Row groups of the vendor file holding rows without an exchange time (set up by the
+    # caller with `row_group_starts`): their time column is rewritten with nulls.
+    row_group_starts: np.ndarray | None = None
+    sentinel_row_groups: set[int] = field(default_factory=set)
     output_sha256: str = ""  # of the normalised file written by the pass
     output_bytes: int = 0
     _rules: dict[str, pl.Expr] = field(default_factory=dict, repr=False)
-    _last_sequence: int | None = field(default=None, repr=False)
     _carry: pl.DataFrame | None = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.rules is None:
+            spec = TABLES[self.table]
+            self.rules = TimeRules(spec.default_max_gap_seconds, spec.default_boundary_seconds)
+        self.times = Continuity(self.day, self.rules, resyncs_possible=self.table != "trades")
 
     @property
     def day_start(self) -> int:
         return day_start_ns(self.day)
 
     @property
-    def day_end(self) -> int:
-        return self.day_start + NS_PER_DAY
-
-    @property
     def has_times(self) -> bool:
-        return self.columns.get("origin_time") == str(pl.Datetime("ns", "UTC"))
+        return self.columns.get("origin_time") == str(UTC_NS)
+
+    # The time figures, as the checks and the day's record name them.
+    first_time = property(lambda self: self.times.first_time)
+    last_time = property(lambda self: self.times.last_time)
+    min_time = property(lambda self: self.times.min_time)
+    max_time = property(lambda self: self.times.max_time)
+    largest_gap_ns = property(lambda self: self.times.largest_gap_ns)
+    largest_gap_after = property(lambda self: self.times.largest_gap_after)
+    unsorted = property(lambda self: self.times.unsorted)
+    outside_day = property(lambda self: self.times.outside_day)
+    sequence_decreases = property(lambda self: self.times.sequence_decreases)
 
     def problems_of(self, check: str) -> dict[str, Problem]:
         return {k: p for k, p in self.problems.items() if p.check == check}
@@ -197,7 +190,11 @@ class DayScan:
                     self.problems[label].add(count, self._times(frame, self._rules[label], skip))
             self._carry = batch.tail(1)
         if self.has_times:
-            self._add_times(batch)
+            missing = self.times.add(batch)
+            if len(missing) and self.row_group_starts is not None:
+                groups = np.searchsorted(self.row_group_starts, self.rows + missing,
+                                         side="right") - 1
+                self.sentinel_row_groups.update(int(g) for g in np.unique(groups))
         self.rows += batch.height
 
     def _times(self, frame: pl.DataFrame, expr: pl.Expr, skip: int = 0) -> list[str]:
@@ -206,40 +203,3 @@ class DayScan:
         flagged = frame.select(pl.col("origin_time"), expr.alias("_flagged")).slice(skip)
         times = flagged.filter("_flagged").get_column("origin_time").head(SAMPLE).cast(pl.Int64)
         return [format_ns(t) for t in times if t is not None]
-
-    def _add_times(self, batch: pl.DataFrame) -> None:
-        t = batch.get_column("origin_time").cast(pl.Int64).drop_nulls()
-        if t.is_empty():
-            return
-        steps = t.diff()
-        if self.last_time is not None:  # the boundary with the previous batch
-            steps[0] = t[0] - self.last_time
-        back = steps < 0
-        if back.any():
-            self.unsorted.add(int(back.sum()), [format_ns(x) for x in t.filter(back).head(SAMPLE)])
-        gap_index = steps.arg_max()
-        if gap_index is not None and (steps[gap_index] or 0) > self.largest_gap_ns:
-            self.largest_gap_ns = int(steps[gap_index])
-            self.largest_gap_after = t[gap_index - 1] if gap_index > 0 else self.last_time
-        outside = (t < self.day_start) | (t >= self.day_end)
-        if outside.any():
-            self.outside_day.add(int(outside.sum()),
-                                 [format_ns(x) for x in t.filter(outside).head(SAMPLE)])
-        self._add_sequence(batch)
-        self.first_time = t[0] if self.first_time is None else self.first_time
-        self.last_time = t[-1]
-        low, high = t.min(), t.max()
-        self.min_time = low if self.min_time is None else min(self.min_time, low)
-        self.max_time = high if self.max_time is None else max(self.max_time, high)
-
-    def _add_sequence(self, batch: pl.DataFrame) -> None:
-        if not batch.schema.get("sequence_number", pl.Null).is_integer():
-            return
-        seq = batch.get_column("sequence_number").drop_nulls()
-        if seq.is_empty():
-            return
-        steps = seq.diff()
-        if self._last_sequence is not None:
-            steps[0] = seq[0] - self._last_sequence
-        self.sequence_decreases += int((steps < 0).sum())
-        self._last_sequence = seq[-1]
