@@ -14,11 +14,16 @@ from rlx_assets.definitions import build_definitions
 from rlx_assets.settings import Settings
 from rlx_assets_tests.stand_ins import FAKE_KEY_ID, FAKE_SECRET, VendorBucket, free_port
 
+# Settings of the test run itself, not of the code under test: kept.
+TEST_SETTINGS = ("RLX_UI_SCREENSHOTS", "RLX_CHROMIUM")
+
 
 @pytest.fixture(autouse=True)
 def _isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Every test starts in an empty directory with no rlx/AWS/Slack variables set."""
     for name in list(os.environ):
+        if name in TEST_SETTINGS:
+            continue
         if name.startswith(("RLX_", "AWS_", "SLACK_", "CRYPTO_LAKE")) or name in (
                 "aws_access_key_id", "aws_secret_access_key", "aws_session_token"):
             monkeypatch.delenv(name)
@@ -75,3 +80,5 @@ def materialize_day(
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers", "e2e: starts a Dagster webserver and daemon on 127.0.0.1")
+    config.addinivalue_line(
+        "markers", "browser: drives Debian's Chromium with Playwright against the UI")

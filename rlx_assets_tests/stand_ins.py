@@ -9,8 +9,10 @@ from pathlib import Path
 import boto3
 
 from rlx_assets.lib.demo_data import (
+    VENDOR,
     VENDOR_PREFIX,
     Fault,
+    Habits,
     vendor_relpath,
     write_contents_index,
     write_day,
@@ -47,9 +49,10 @@ class VendorBucket:
 
     def publish(self, table: str, day: dt.date, instrument: Instrument = BTC,
                 fault: Fault | None = None, rows: int | None = None,
-                listing: bool = True) -> str:
+                listing: bool = True, habits: Habits = VENDOR) -> str:
         """Write a vendor day, upload it and refresh the table's contents.json.gz."""
-        path = write_day(self.staging, table, instrument, day, rows=rows, fault=fault)
+        path = write_day(self.staging, table, instrument, day, rows=rows, fault=fault,
+                         habits=habits)
         key = self.key(vendor_relpath(table, instrument, day))
         self.client.upload_file(str(path), self.bucket, key)
         if listing:

@@ -112,6 +112,7 @@ class Habits:
     restart: bool = False  # a writer restart: a hole and contains_gaps=Yes
 
 
+VENDOR = Habits()  # every habit of the vendor's writer: the default
 IDEAL = Habits(previous_day_rows=0, resyncs=False)  # the idealised vendor of old tests
 
 
@@ -274,7 +275,7 @@ _BUILDERS = {"trades": _trades, "book": _book, "book_delta_v2": _deltas}
 
 
 def day_tables(
-    table: str, instrument: Instrument, day: dt.date, rows: int, habits: Habits = Habits()
+    table: str, instrument: Instrument, day: dt.date, rows: int, habits: Habits = VENDOR
 ) -> Iterator[pa.Table]:
     """A clean vendor day as a stream of Arrow tables (one per chunk), deterministic."""
     rng = np.random.default_rng(_seed(table, instrument, day))
@@ -361,7 +362,7 @@ def write_day(
     day: dt.date,
     rows: int | None = None,
     fault: Fault | None = None,
-    habits: Habits = Habits(),
+    habits: Habits = VENDOR,
     flush_rows: int | None = None,
 ) -> Path:
     """Write one vendor day under `root` (the directory holding the table folders), one row
