@@ -130,8 +130,8 @@ def demo(args: argparse.Namespace) -> int:
         print(event.step_failure_data.user_failure_data.description
               if event.step_failure_data.user_failure_data else event.step_failure_data.error)
     if args.restart:
-        print(f"Accept the restart hole the vendor will never fill: rlx-assets accept --table "
-              f"book --day {end} --check temporal_continuity --reason 'writer restart'")
+        print(f"Accept the restart hole the vendor will never fill, per table: rlx-assets accept "
+              f"--table book --day {end} --check temporal_continuity --reason 'writer restart'")
     print(f"SQL: rlx-assets sql --lake-root {lake.root} "
           "\"select dt, count(*) from trades group by dt order by dt\"")
     print(f"UI:  RLX_END_DATE={end} DAGSTER_HOME={os.environ.get('DAGSTER_HOME', '<home>')} "

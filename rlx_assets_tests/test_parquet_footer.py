@@ -715,9 +715,10 @@ def test_stream_hash_of_empty_stream_has_no_prefix(tmp_path: Path) -> None:
 # --- 6. a day is measured in bounded slices ------------------------------------------------
 
 
-def synthetic_footer(rows: list[int]) -> Footer:
+def synthetic_footer(rows: list[int]) -> list[int]:
+    """Row counts per group, as a footer lists them."""
     groups = [{RG_NUM_ROWS: (I64, n)} for n in rows]
-    return Footer(4, {FMD_ROW_GROUPS: (LIST, List(STRUCT, groups))})
+    return Footer(4, {FMD_ROW_GROUPS: (LIST, List(STRUCT, groups))}).row_group_rows
 
 
 @pytest.mark.parametrize("rows", [

@@ -278,3 +278,40 @@ def test_the_demo_writes_days_the_way_the_vendors_writer_does(tmp_path: Path) ->
             assert all(bids == sorted(bids, reverse=True)
                        for bids in messages["side_is_bid"].to_list())
             assert (frame["timestamp"] == 0).sum() == 200  # two snapshots of 100 levels
+
+
+def test_a_big_footer_is_edited_in_a_second_process_with_the_same_result(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Above `IN_PROCESS_BYTES` the footer is decoded, edited and encoded by
+    `footer_worker` in its own process; the file written is byte for byte the same."""
+    from rlx_assets.lib import footer_worker, normalise
+
+    raw = write_day(tmp_path / "vendor", "book_delta_v2", BTC, DAY, rows=60_000)
+    in_process = normalise_day(raw, TABLES["book_delta_v2"], DAY, tmp_path / "a.parquet")
+    started = []
+    real = footer_worker.FooterWorker.__init__
+
+    def spy(self, *args, **kwargs):
+        started.append(args[0])
+        real(self, *args, **kwargs)
+
+    monkeypatch.setattr(normalise, "IN_PROCESS_BYTES", 0)
+    monkeypatch.setattr(footer_worker.FooterWorker, "__init__", spy)
+    worker = normalise_day(raw, TABLES["book_delta_v2"], DAY, tmp_path / "b.parquet")
+    assert started == [raw]
+    assert (tmp_path / "b.parquet").read_bytes() == (tmp_path / "a.parquet").read_bytes()
+    assert worker.output_sha256 == in_process.output_sha256
+    assert worker.sentinel_row_groups == in_process.sentinel_row_groups != set()
+
+
+def test_the_footer_worker_reports_an_unreadable_footer(tmp_path: Path) -> None:
+    from rlx_assets.lib.footer_worker import FooterWorker
+    from rlx_assets.lib.parquet_footer import NotParquet
+    from rlx_assets.lib.tables import RENAMES, TIME_COLUMNS
+
+    raw = write_day(tmp_path / "vendor", "trades", BTC, DAY, rows=5_000)
+    data = bytearray(raw.read_bytes())
+    data[-20:-8] = b"\xff" * 12  # the footer's last bytes: not Thrift any more
+    raw.write_bytes(bytes(data))
+    with pytest.raises(NotParquet):
+        FooterWorker(raw, RENAMES, TIME_COLUMNS).encode(None, "timestamp")

@@ -24,13 +24,17 @@ from pathlib import Path
 
 import numpy as np
 import polars as pl
+import pyarrow as pa
+import pyarrow.parquet as pq
 
+from rlx_assets.lib.footer_worker import IN_PROCESS_BYTES, FooterWorker
 from rlx_assets.lib.hashing import CHUNK_BYTES, StreamHash
 from rlx_assets.lib.parquet_footer import (
-    Footer,
+    FooterEdit,
     NotParquet,
+    data_region_end,
+    edit_footer,
     footer_tail,
-    plan_rewrite,
     read_footer,
 )
 from rlx_assets.lib.scan import DayScan, TimeRules
@@ -75,15 +79,52 @@ def reading(raw_path: Path) -> Iterator[None]:
     LakeError, which passes through)."""
     try:
         yield
-    except (pl.exceptions.PolarsError, OSError, NotParquet) as exc:
+    except (pl.exceptions.PolarsError, pa.ArrowException, OSError, NotParquet) as exc:
         raise UnreadableVendorFile(f"{raw_path.name}: {exc}") from exc
 
 
-def _plan(footer: Footer, patches: dict | None = None) -> bytes | None:
+def _edit(raw_path: Path) -> FooterEdit | None:
+    """The normalised footer, edited, or None for a file that does not qualify."""
     try:
-        return plan_rewrite(footer, RENAMES, TIME_COLUMNS, patches, SENTINEL_SOURCE)
-    except (KeyError, TypeError, AttributeError, ValueError):
+        return edit_footer(read_footer(raw_path), RENAMES, TIME_COLUMNS)
+    except (KeyError, TypeError, AttributeError, ValueError) as exc:
+        if isinstance(exc, NotParquet):
+            raise
         return None  # a footer shaped unlike any writer's: decode and re-encode instead
+
+
+class _FooterJob:
+    """The footer edit, started at once beside the measuring pass: in a second process for
+    a big footer (`footer_worker`), on a thread for a small one."""
+
+    def __init__(self, raw_path: Path, footer_bytes: int, threads: ThreadPoolExecutor) -> None:
+        self.raw_path, self.worker, self.edited = raw_path, None, None
+        if footer_bytes > IN_PROCESS_BYTES:
+            self.worker = FooterWorker(raw_path, RENAMES, TIME_COLUMNS)
+        else:
+            self.edited = threads.submit(_edit, raw_path)
+
+    def encode(self, patches: dict) -> bytes | None:
+        """The new footer with `patches`, or None if the file does not qualify."""
+        if self.worker is not None:
+            try:
+                return self.worker.encode(patches, SENTINEL_SOURCE)
+            except RuntimeError:  # the worker could not run here: do it in-process
+                edit = _edit(self.raw_path)
+        else:
+            edit = self.edited.result()
+        return edit.encode(patches, SENTINEL_SOURCE) if edit is not None else None
+
+    def close(self) -> None:
+        if self.worker is not None:
+            self.worker.close()
+
+
+def _may_rewrite(schema: pl.Schema) -> bool:
+    """A flat file with int64 vendor times: the footer rewrite is worth starting."""
+    flat = not any(dtype.is_nested() for dtype in schema.values())
+    return flat and all(schema.get(raw) == pl.Int64 for raw, name in RENAMES.items()
+                        if name in TIME_COLUMNS)
 
 
 def normalise_day(raw_path: Path, spec: TableSpec, day: dt.date, out_path: Path,
@@ -95,47 +136,54 @@ def normalise_day(raw_path: Path, spec: TableSpec, day: dt.date, out_path: Path,
     with reading(raw_path):
         frame = pl.scan_parquet(raw_path)
         raw_schema = frame.collect_schema()
-        footer = read_footer(raw_path)
+        layout = pq.ParquetFile(raw_path).metadata  # row groups and key-values, decoded in C++
     frame = normalise_frame(frame, raw_schema)
     scan = DayScan(spec.name, day, rules)
     scan.prepare(frame.collect_schema())
-    scan.vendor_contains_gaps = footer.key_value("contains_gaps")
+    gaps = (layout.metadata or {}).get(b"contains_gaps")
+    scan.vendor_contains_gaps = gaps.decode("utf-8", "replace") if gaps is not None else None
+    groups = [layout.row_group(i).num_rows for i in range(layout.num_row_groups)]
     written, measured = None, False
-    plan = _plan(footer)
-    if plan is not None:
-        scan.row_group_starts = np.cumsum([0, *footer.row_group_rows[:-1]])
-        written = _rewrite(raw_path, footer, plan, frame, scan, out_path, raw_hash)
+    if _may_rewrite(raw_schema):
+        scan.row_group_starts = np.cumsum([0, *groups[:-1]])
+        written = _rewrite(raw_path, groups, frame, scan, out_path, raw_hash)
         measured = True
     if written is None:
         with reading(raw_path):
             written = _reencode(frame, out_path)
         if not measured:  # from our own file: its row groups are ours
-            measure(pl.scan_parquet(out_path), scan, read_footer(out_path))
+            measure(pl.scan_parquet(out_path), scan, read_footer(out_path).row_group_rows)
     scan.output_sha256, scan.output_bytes = written
     return scan
 
 
-def _rewrite(raw_path: Path, footer: Footer, plan: bytes, frame: pl.LazyFrame, scan: DayScan,
+def _rewrite(raw_path: Path, groups: list[int], frame: pl.LazyFrame, scan: DayScan,
              out_path: Path, raw_hash: StreamHash | None) -> tuple[str, int] | None:
-    """The fast path: the vendor's data region copied (on a second thread, while the day is
-    measured), re-encoded time chunks where sentinels are, and a new footer (`plan` when
-    there are none). Returns the output's (sha256, size), or None when the file turns out
-    not to qualify."""
-    prefix = raw_hash.prefix(raw_path, footer.start) if raw_hash else None
-    with writing(out_path) as out:
-        with ThreadPoolExecutor(1) as copier:
-            copied = copier.submit(_copy_region, raw_path, footer.start, out, prefix)
+    """The fast path: while the day is measured, the vendor's data region is copied and the
+    footer decoded and edited (`_FooterJob`); then the time chunks of the row groups holding
+    a sentinel are re-encoded and the new footer written. Returns the output's (sha256,
+    size), or None when the file turns out not to qualify."""
+    with reading(raw_path):
+        start = data_region_end(raw_path)
+    prefix = raw_hash.prefix(raw_path, start) if raw_hash else None
+    footer_bytes = raw_path.stat().st_size - start - 8
+    with writing(out_path) as out, ThreadPoolExecutor(2) as helpers:
+        job = _FooterJob(raw_path, footer_bytes, helpers)
+        try:
+            copied = helpers.submit(_copy_region, raw_path, start, out, prefix)
             with reading(raw_path):
-                measure(frame, scan, footer)
+                measure(frame, scan, groups)
             digest = copied.result()
-        new_footer = plan
-        if scan.sentinel_row_groups:
+            patches = {}
             with reading(raw_path):
-                patches = write_patches(raw_path, SENTINEL_SOURCE, scan.sentinel_row_groups,
-                                        out, digest)
-            new_footer = _plan(footer, patches)
-            if new_footer is None:
-                return None
+                if scan.sentinel_row_groups:
+                    patches = write_patches(raw_path, SENTINEL_SOURCE,
+                                            scan.sentinel_row_groups, out, digest)
+                new_footer = job.encode(patches)
+        finally:
+            job.close()
+        if new_footer is None:
+            return None
         tail = footer_tail(new_footer)
         out.write(tail)
         digest.update(tail)
@@ -146,13 +194,13 @@ def _rewrite(raw_path: Path, footer: Footer, plan: bytes, frame: pl.LazyFrame, s
     return digest.hexdigest(), out.offset
 
 
-def row_slices(footer: Footer, columns: int) -> Iterator[tuple[int, int]]:
+def row_slices(group_rows: list[int], columns: int) -> Iterator[tuple[int, int]]:
     """(offset, rows) covering the file in order, each about BATCH_CELLS values: runs of
     whole row groups, and a row group larger than that cut into even pieces (polars then
     decodes only the pages a piece needs, so memory stays bounded for any layout)."""
     target = max(10_000, BATCH_CELLS // max(1, columns))
     start = rows = 0
-    for count in footer.row_group_rows:
+    for count in group_rows:
         if count > target:
             if rows:
                 yield start, rows
@@ -171,11 +219,11 @@ def row_slices(footer: Footer, columns: int) -> Iterator[tuple[int, int]]:
         yield start, rows
 
 
-def measure(frame: pl.LazyFrame, scan: DayScan, footer: Footer) -> None:
+def measure(frame: pl.LazyFrame, scan: DayScan, group_rows: list[int]) -> None:
     """Feed `frame` to `scan` slice by slice, decoding the next slice meanwhile."""
     with ThreadPoolExecutor(1) as reader:
         pending = None
-        for offset, rows in row_slices(footer, len(scan.columns)):
+        for offset, rows in row_slices(group_rows, len(scan.columns)):
             upcoming = reader.submit(frame.slice(offset, rows).collect)
             if pending is not None:
                 scan.add(pending.result())
@@ -199,14 +247,16 @@ def _reencode(frame: pl.LazyFrame, out_path: Path) -> tuple[str, int]:
 
 def _copy_region(raw_path: Path, data_bytes: int, out: WritebackFile,
                  prefix: hashlib._Hash | None) -> hashlib._Hash:
-    """Write raw_path's first `data_bytes` bytes to `out`; return the sha256 state after them
-    (continuing `prefix`, the state after those bytes, when given)."""
-    digest = prefix or hashlib.sha256()
+    """Write raw_path's first `data_bytes` bytes to `out`; return the sha256 state after them:
+    `prefix`, the download's state there, when given (then the kernel copies the bytes),
+    else hashed on the way."""
     with open(raw_path, "rb") as src:
-        remaining = data_bytes
+        if prefix is not None:
+            out.copy_from(src, data_bytes)
+            return prefix
+        digest, remaining = hashlib.sha256(), data_bytes
         while remaining and (chunk := src.read(min(remaining, CHUNK_BYTES))):
-            if prefix is None:
-                digest.update(chunk)
+            digest.update(chunk)
             out.write(chunk)
             remaining -= len(chunk)
         if remaining:

@@ -90,20 +90,32 @@ class Footer:
         return items_of(self.metadata, FMD_ROW_GROUPS)[index]
 
 
+def _footer_span(handle, name: str) -> tuple[int, int]:
+    """(start, length) of the footer of the open parquet file `handle`."""
+    size = os.fstat(handle.fileno()).st_size
+    if size < 12:
+        raise NotParquet(f"{name} is {size} bytes, too short for parquet")
+    handle.seek(size - 8)
+    tail = handle.read(8)
+    length = struct.unpack("<I", tail[:4])[0]
+    if tail[4:] != MAGIC:
+        raise NotParquet(f"{name} does not end in PAR1 (truncated or encrypted)")
+    start = size - 8 - length
+    if start < 4:
+        raise NotParquet(f"{name} has a footer length past its start")
+    return start, length
+
+
+def data_region_end(path: Path) -> int:
+    """Where the footer of the parquet file at `path` starts (nothing decoded)."""
+    with open(path, "rb") as handle:
+        return _footer_span(handle, path.name)[0]
+
+
 def read_footer(path: Path) -> Footer:
     """The decoded footer of the parquet file at `path`."""
     with open(path, "rb") as handle:
-        size = os.fstat(handle.fileno()).st_size
-        if size < 12:
-            raise NotParquet(f"{path.name} is {size} bytes, too short for parquet")
-        handle.seek(size - 8)
-        tail = handle.read(8)
-        length = struct.unpack("<I", tail[:4])[0]
-        if tail[4:] != MAGIC:
-            raise NotParquet(f"{path.name} does not end in PAR1 (truncated or encrypted)")
-        start = size - 8 - length
-        if start < 4:
-            raise NotParquet(f"{path.name} has a footer length past its start")
+        start, length = _footer_span(handle, path.name)
         handle.seek(start)
         raw = handle.read(length)
     return _decoded(path.name, raw, start)
@@ -160,16 +172,50 @@ def _utc_nanos() -> Struct:
     return {LOGICAL_TIMESTAMP: (STRUCT, timestamp)}
 
 
-def plan_rewrite(footer: Footer, renames: dict[str, str],
-                 timestamp_columns: tuple[str, ...],
-                 patches: dict[int, Struct] | None = None,
-                 patched_column: str = "") -> bytes | None:
-    """The new footer (thrift bytes) of the normalised file, or None if the file does not
-    qualify: nested, columns stored elsewhere, a time column that is not plain int64, a
-    rename that would collide with an existing column, or patches for a column that cannot
-    hold nulls. `patches` maps row-group indexes to the ColumnChunk that replaces column
-    `patched_column` (an old name) there (see `time_patch`)."""
-    patches = patches or {}
+@dataclass(frozen=True)
+class FooterEdit:
+    """The normalised file's footer, edited but not yet encoded: names, time types and
+    metadata are settled; `encode` adds the replaced time chunks, if any, and encodes."""
+
+    metadata: Struct
+    columns: dict[str, int]  # old column name -> its position in every row group
+    nullable: dict[str, bool]  # old column name -> OPTIONAL (its chunks can hold nulls)
+    new_names: dict[str, str]  # old column name -> normalised name
+
+    def encode(self, patches: dict[int, Struct] | None = None,
+               patched_column: str = "") -> bytes | None:
+        """The footer's thrift bytes. `patches` maps row-group indexes to the ColumnChunk
+        that replaces column `patched_column` (an old name) there (see `time_patch`); None
+        when that column cannot hold nulls (REQUIRED: its other chunks have no room)."""
+        if not patches:
+            return encode_struct(self.metadata)
+        if patched_column not in self.columns or not self.nullable[patched_column]:
+            return None
+        position = self.columns[patched_column]
+        groups = list(items_of(self.metadata, FMD_ROW_GROUPS))
+        for index, chunk in patches.items():
+            group = dict(groups[index])
+            chunks = list(items_of(group, RG_COLUMNS))
+            old = value_of(chunks[position], CC_META)
+            meta = dict(value_of(chunk, CC_META))
+            meta[CMD_PATH] = (LIST, List(BINARY, [self.new_names[patched_column].encode()]))
+            for field, meta_field in ((RG_TOTAL_BYTES, CMD_UNCOMPRESSED),
+                                      (RG_TOTAL_COMPRESSED, CMD_COMPRESSED)):
+                if field in group:  # the row group's byte totals follow
+                    kind, total = group[field]
+                    group[field] = (kind, total - value_of(old, meta_field, 0)
+                                    + value_of(meta, meta_field, 0))
+            chunks[position] = {**chunk, CC_META: (STRUCT, meta)}
+            groups[index] = {**group, RG_COLUMNS: (LIST, List(STRUCT, chunks))}
+        return encode_struct({**self.metadata,
+                              FMD_ROW_GROUPS: (LIST, List(STRUCT, groups))})
+
+
+def edit_footer(footer: Footer, renames: dict[str, str],
+                timestamp_columns: tuple[str, ...]) -> FooterEdit | None:
+    """The footer of the normalised file, or None if the file does not qualify: nested,
+    columns stored elsewhere, a time column that is not plain int64, or a rename that would
+    collide with an existing column."""
     metadata = footer.metadata
     leaves = _leaves(metadata)
     if leaves is None:
@@ -188,26 +234,22 @@ def plan_rewrite(footer: Footer, renames: dict[str, str],
                 return None
             leaf.pop(SE_CONVERTED, None)
             leaf[SE_LOGICAL] = (STRUCT, _utc_nanos())
-        if patches and old == patched_column and value_of(leaf, SE_REPETITION) != OPTIONAL:
-            return None  # a REQUIRED column's other chunks have no room for nulls
         new_leaves.append(leaf)
     edited[FMD_SCHEMA] = (LIST, List(STRUCT, [items_of(metadata, FMD_SCHEMA)[0], *new_leaves]))
-    by_old = dict(zip(names, new_names, strict=True))
+    # Every chunk's path in schema is renamed; each new path list is shared (read only).
+    paths = {old.encode(): (LIST, List(BINARY, [new.encode()]))
+             for old, new in zip(names, new_names, strict=True)}
     groups = []
-    for index, group in enumerate(items_of(metadata, FMD_ROW_GROUPS)):
+    for group in items_of(metadata, FMD_ROW_GROUPS):
         chunks = []
-        group = dict(group)
         for chunk in items_of(group, RG_COLUMNS):
             if CC_FILE_PATH in chunk or CC_META not in chunk:
                 return None
-            meta = dict(value_of(chunk, CC_META))
-            path = [p.decode("utf-8", "replace") for p in items_of(meta, CMD_PATH)]
-            if len(path) != 1 or path[0] not in by_old:
+            meta = value_of(chunk, CC_META)
+            path = items_of(meta, CMD_PATH)
+            if len(path) != 1 or path[0] not in paths:
                 return None
-            if index in patches and path[0] == patched_column:
-                chunk, meta = _patched(group, meta, patches[index])
-            meta[CMD_PATH] = (LIST, List(BINARY, [by_old[path[0]].encode()]))
-            chunks.append({**chunk, CC_META: (STRUCT, meta)})
+            chunks.append({**chunk, CC_META: (STRUCT, {**meta, CMD_PATH: paths[path[0]]})})
         groups.append({**group, RG_COLUMNS: (LIST, List(STRUCT, chunks))})
     edited[FMD_ROW_GROUPS] = (LIST, List(STRUCT, groups))
     if FMD_KEY_VALUES in metadata:
@@ -217,19 +259,19 @@ def plan_rewrite(footer: Footer, renames: dict[str, str],
             edited[FMD_KEY_VALUES] = (LIST, List(STRUCT, kept))
         else:
             del edited[FMD_KEY_VALUES]
-    return encode_struct(edited)
+    return FooterEdit(edited, {name: i for i, name in enumerate(names)},
+                      {name: value_of(leaf, SE_REPETITION) == OPTIONAL
+                       for name, leaf in zip(names, leaves, strict=True)},
+                      dict(zip(names, new_names, strict=True)))
 
 
-def _patched(group: Struct, old: Struct, chunk: Struct) -> tuple[Struct, Struct]:
-    """Swap in a replacement chunk; the row group's byte totals follow (in place)."""
-    meta = dict(value_of(chunk, CC_META))
-    for field, meta_field in ((RG_TOTAL_BYTES, CMD_UNCOMPRESSED),
-                              (RG_TOTAL_COMPRESSED, CMD_COMPRESSED)):
-        if field in group:
-            kind, total = group[field]
-            group[field] = (kind, total - value_of(old, meta_field, 0)
-                            + value_of(meta, meta_field, 0))
-    return chunk, meta
+def plan_rewrite(footer: Footer, renames: dict[str, str],
+                 timestamp_columns: tuple[str, ...],
+                 patches: dict[int, Struct] | None = None,
+                 patched_column: str = "") -> bytes | None:
+    """`edit_footer`, then `FooterEdit.encode`: the new footer's bytes, or None."""
+    edit = edit_footer(footer, renames, timestamp_columns)
+    return edit.encode(patches, patched_column) if edit is not None else None
 
 
 def footer_tail(footer_bytes: bytes) -> bytes:

@@ -52,7 +52,7 @@ def items_of(fields: Struct, fid: int) -> list:
 
 def decode_struct(data: bytes | memoryview, offset: int = 0) -> tuple[Struct, int]:
     """The struct starting at `offset`, and the offset just after it."""
-    reader = _Reader(memoryview(data), offset)
+    reader = _Reader(bytes(data), offset)
     try:
         return reader.struct(), reader.pos
     except (IndexError, struct.error, UnicodeDecodeError, RecursionError) as exc:
@@ -65,78 +65,135 @@ def encode_struct(value: Struct) -> bytes:
     return bytes(out)
 
 
+_INTS = frozenset((I16, I32, I64))
+
+
 class _Reader:
-    def __init__(self, data: memoryview, pos: int) -> None:
+    """Footers of vendor days hold a million values (thousands of row groups): the hot paths
+    (field headers, one-byte varints) are written out inline."""
+
+    def __init__(self, data: bytes, pos: int) -> None:
         self.data, self.pos = data, pos
 
-    def byte(self) -> int:
-        value = self.data[self.pos]
-        self.pos += 1
-        return value
-
     def varint(self) -> int:
+        data, pos = self.data, self.pos
         shift = result = 0
         while True:
-            b = self.byte()
+            b = data[pos]
+            pos += 1
             result |= (b & 0x7F) << shift
             if not b & 0x80:
+                self.pos = pos
                 return result
             shift += 7
             if shift > 70:
                 raise ThriftError("varint too long")
 
     def zigzag(self) -> int:
+        b = self.data[self.pos]
+        if b < 0x80:  # one byte: most values in a footer
+            self.pos += 1
+            return (b >> 1) ^ -(b & 1)
         v = self.varint()
         return (v >> 1) ^ -(v & 1)
 
     def value(self, ctype: int) -> object:
-        if ctype in (TRUE, FALSE):  # inside a list or map: one byte each
-            return self.byte() == TRUE
-        if ctype == BYTE:
-            return struct.unpack("b", bytes([self.byte()]))[0]
-        if ctype in (I16, I32, I64):
+        if ctype in _INTS:
             return self.zigzag()
+        if ctype == BINARY:
+            b = self.data[self.pos]
+            if b < 0x80:
+                self.pos += 1
+                n = b
+            else:
+                n = self.varint()
+            start = self.pos
+            if start + n > len(self.data):
+                raise ThriftError("binary runs past the end")
+            self.pos = start + n
+            return self.data[start:start + n]
+        if ctype == STRUCT:
+            return self.struct()
+        if ctype in (LIST, SET):
+            header = self.data[self.pos]
+            self.pos += 1
+            n, element = header >> 4, header & 0x0F
+            if n == 15:
+                n = self.varint()
+            if element == STRUCT:
+                read = self.struct
+                return List(element, [read() for _ in range(n)], ctype)
+            if element in _INTS:
+                read = self.zigzag
+                return List(element, [read() for _ in range(n)], ctype)
+            value = self.value
+            return List(element, [value(element) for _ in range(n)], ctype)
+        if ctype in (TRUE, FALSE):  # inside a list or map: one byte each
+            b = self.data[self.pos]
+            self.pos += 1
+            return b == TRUE
+        if ctype == BYTE:
+            b = self.data[self.pos]
+            self.pos += 1
+            return b - 256 if b > 127 else b
         if ctype == DOUBLE:
             value = struct.unpack_from("<d", self.data, self.pos)[0]
             self.pos += 8
             return value
-        if ctype == BINARY:
-            n = self.varint()
-            if self.pos + n > len(self.data):
-                raise ThriftError("binary runs past the end")
-            value = bytes(self.data[self.pos:self.pos + n])
-            self.pos += n
-            return value
-        if ctype in (LIST, SET):
-            header = self.byte()
-            n, element = header >> 4, header & 0x0F
-            if n == 15:
-                n = self.varint()
-            return List(element, [self.value(element) for _ in range(n)], ctype)
         if ctype == MAP:
             n = self.varint()
             if n == 0:
                 return Map(0, 0, [])
-            types = self.byte()
+            types = self.data[self.pos]
+            self.pos += 1
             k, v = types >> 4, types & 0x0F
             return Map(k, v, [(self.value(k), self.value(v)) for _ in range(n)])
-        if ctype == STRUCT:
-            return self.struct()
         raise ThriftError(f"unknown compact type {ctype}")
 
     def struct(self) -> Struct:
         fields: Struct = {}
         last = 0
+        data, value, size = self.data, self.value, len(self.data)
         while True:
-            header = self.byte()
+            pos = self.pos
+            header = data[pos]
+            pos += 1
             if header == STOP:
+                self.pos = pos
                 return fields
             delta, ctype = header >> 4, header & 0x0F
-            fid = last + delta if delta else self.zigzag()
-            if ctype in (TRUE, FALSE):
-                fields[fid] = (BOOL, ctype == TRUE)
+            if delta:
+                fid = last + delta
             else:
-                fields[fid] = (ctype, self.value(ctype))
+                self.pos = pos
+                fid = self.zigzag()
+                pos = self.pos
+            # The commonest fields, inline: integers and short strings.
+            if ctype in _INTS:
+                shift = result = 0
+                while True:
+                    b = data[pos]
+                    pos += 1
+                    result |= (b & 0x7F) << shift
+                    if b < 0x80:
+                        break
+                    shift += 7
+                    if shift > 70:
+                        raise ThriftError("varint too long")
+                fields[fid] = (ctype, (result >> 1) ^ -(result & 1))
+                self.pos = pos
+            elif ctype == BINARY and data[pos] < 0x80:
+                end = pos + 1 + data[pos]
+                if end > size:
+                    raise ThriftError("binary runs past the end")
+                fields[fid] = (ctype, data[pos + 1:end])
+                self.pos = end
+            elif ctype == TRUE or ctype == FALSE:
+                fields[fid] = (BOOL, ctype == TRUE)
+                self.pos = pos
+            else:
+                self.pos = pos
+                fields[fid] = (ctype, value(ctype))
             last = fid
 
 
@@ -154,24 +211,36 @@ def _zigzag(out: bytearray, n: int) -> None:
 
 
 def _write_value(out: bytearray, ctype: int, value: object) -> None:
-    if ctype in (TRUE, FALSE):
-        out.append(TRUE if value else FALSE)
-    elif ctype == BYTE:
-        out += struct.pack("b", value)
-    elif ctype in (I16, I32, I64):
-        _zigzag(out, int(value))
-    elif ctype == DOUBLE:
-        out += struct.pack("<d", value)
+    if ctype in _INTS:
+        n = int(value)
+        z = (n << 1) ^ (n >> 63)
+        if 0 <= z < 0x80:
+            out.append(z)
+        else:
+            _varint(out, z)
     elif ctype == BINARY:
-        _varint(out, len(value))
+        n = len(value)
+        if n < 0x80:
+            out.append(n)
+        else:
+            _varint(out, n)
         out += value
+    elif ctype == STRUCT:
+        _write_struct(out, value)
     elif ctype in (LIST, SET):
         n = len(value.values)
-        out.append((min(n, 15) << 4) | value.element_type)
+        element = value.element_type
+        out.append((min(n, 15) << 4) | element)
         if n >= 15:
             _varint(out, n)
         for item in value.values:
-            _write_value(out, value.element_type, item)
+            _write_value(out, element, item)
+    elif ctype in (TRUE, FALSE):
+        out.append(TRUE if value else FALSE)
+    elif ctype == BYTE:
+        out += struct.pack("b", value)
+    elif ctype == DOUBLE:
+        out += struct.pack("<d", value)
     elif ctype == MAP:
         _varint(out, len(value.items))
         if value.items:
@@ -179,8 +248,6 @@ def _write_value(out: bytearray, ctype: int, value: object) -> None:
             for k, v in value.items:
                 _write_value(out, value.key_type, k)
                 _write_value(out, value.value_type, v)
-    elif ctype == STRUCT:
-        _write_struct(out, value)
     else:
         raise ThriftError(f"unknown compact type {ctype}")
 

@@ -14,6 +14,7 @@ caller removes the partial file.
 
 from __future__ import annotations
 
+import errno
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -25,6 +26,9 @@ _HINT = getattr(os, "POSIX_FADV_DONTNEED", None)  # not on macOS or Windows
 
 
 HINT_BYTES = 8 * 1024 * 1024  # start writeback once this much has been written since
+COPY_BYTES = 64 * 1024 * 1024  # bytes per kernel copy
+_NO_KERNEL_COPY = {errno.EXDEV, errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP, errno.EBADF,
+                   errno.EPERM}
 
 
 class WritebackFile:
@@ -38,14 +42,43 @@ class WritebackFile:
         try:
             written = self.handle.write(data)
             self.offset += written
-            if _HINT is not None and self.offset - self._hinted >= HINT_BYTES:
-                self.handle.flush()
-                os.posix_fadvise(self.handle.fileno(), self._hinted, self.offset - self._hinted,
-                                 _HINT)
-                self._hinted = self.offset
+            self._hint()
         except OSError as exc:
             raise write_error(self.path, exc) from exc
         return written
+
+    def _hint(self) -> None:
+        if _HINT is not None and self.offset - self._hinted >= HINT_BYTES:
+            self.handle.flush()
+            os.posix_fadvise(self.handle.fileno(), self._hinted, self.offset - self._hinted,
+                             _HINT)
+            self._hinted = self.offset
+
+    def copy_from(self, source, count: int) -> None:
+        """Append `count` bytes of the open file `source`, from its position, copied by the
+        kernel (`copy_file_range`: no trip through Python) where it can, else read and
+        written here. A failed read of `source` is an OSError; a failed write a LakeError."""
+        self.handle.flush()
+        remaining = count
+        while remaining:
+            try:
+                moved = os.copy_file_range(source.fileno(), self.handle.fileno(),
+                                           min(remaining, COPY_BYTES))
+            except (AttributeError, OSError) as exc:
+                if isinstance(exc, OSError) and exc.errno not in _NO_KERNEL_COPY:
+                    raise write_error(self.path, exc) from exc
+                break  # not on this system or between these filesystems: copy it here
+            if moved == 0:
+                raise OSError(f"{self.path.name}: the source ended {remaining:,} bytes early")
+            remaining -= moved
+            self.offset += moved
+            self._hint()
+        self.handle.seek(0, os.SEEK_END)  # the buffered writer learns where the kernel left it
+        while remaining and (chunk := source.read(min(remaining, COPY_BYTES))):
+            self.write(chunk)
+            remaining -= len(chunk)
+        if remaining:
+            raise OSError(f"{self.path.name}: the source ended {remaining:,} bytes early")
 
 
 @contextmanager
