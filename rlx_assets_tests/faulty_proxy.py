@@ -12,6 +12,9 @@ fault. Faults:
 
 `deny_list_bucket` answers every ListObjects with 403 AccessDenied, as for a vendor key that
 has no `s3:ListBucket` (Crypto Lake's `contents.json.gz` exists for those).
+
+Ranged GETs (the footer read ahead of a download) are not downloads: they pass through, are
+counted in `range_gets`, and fail with 500 only while `fail_ranges` is set.
 """
 
 from __future__ import annotations
@@ -42,7 +45,9 @@ class FaultyProxy:
         self._faults: list[tuple[str, str]] = []  # (fault, path suffix it applies to)
         self.deny_list_bucket = False
         self.persistent: str | None = None  # a fault applied to every object GET
-        self.object_gets = 0  # GETs of .parquet objects seen (faulty or not)
+        self.object_gets = 0  # GETs of .parquet objects seen (faulty or not), not ranged
+        self.range_gets = 0  # ranged GETs of .parquet objects
+        self.fail_ranges = False
         self.injected: list[str] = []  # faults actually applied, in order
         proxy = self
 
@@ -96,6 +101,10 @@ class FaultyProxy:
         path = urllib.parse.urlparse(handler.path).path
         if handler.command != "GET":
             return None
+        if handler.headers.get("Range") and path.endswith(".parquet"):
+            with self._lock:
+                self.range_gets += 1
+            return "500" if self.fail_ranges else None
         with self._lock:
             if self._faults and path.endswith(self._faults[0][1]):
                 fault = self._faults.pop(0)[0]

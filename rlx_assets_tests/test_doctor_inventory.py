@@ -17,7 +17,7 @@ from rlx_assets.defs.inventory import INVENTORY_KEY, crypto_lake_from_env
 from rlx_assets.defs.new_days import SENSOR_NAME, build_new_days_sensor
 from rlx_assets.defs.resources import CryptoLakeResource
 from rlx_assets.lib.day_record import DayRecord
-from rlx_assets.lib.demo_data import vendor_relpath, write_day
+from rlx_assets.lib.demo_data import Fault, vendor_relpath, write_day
 from rlx_assets.lib.inventory import day_ranges, republished
 from rlx_assets.lib.vendor import VendorObject
 from rlx_assets.settings import ConfigError
@@ -364,6 +364,15 @@ def test_new_days_sensor_requests_each_vendor_version_once(vendor_bucket: Vendor
     [changed] = tick()
     assert changed.run_key == f"binance/btc_usdt/trades:2024-01-01:{_etag(vendor_bucket, 1)}"
     assert tick() == []
+
+    # A quarantined day is recorded too (an observation with its vendor version): it is not
+    # requested again, even by a sensor that lost its cursor, until the vendor re-publishes.
+    vendor_bucket.publish("trades", day(3), rows=SMALL, fault=Fault.NEGATIVE_PRICE)
+    assert not materialize_day(env, "trades", day(3), instance).success
+    cursor = None
+    assert "2024-01-03" not in [r.partition_key for r in tick()]
+    vendor_bucket.publish("trades", day(3), rows=SMALL)
+    assert [r.partition_key for r in tick()] == ["2024-01-03"]
 
 
 def test_new_days_sensor_defaults_interval_and_per_tick_limit(tmp_path) -> None:

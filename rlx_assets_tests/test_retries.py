@@ -128,10 +128,24 @@ def test_a_materialisation_survives_transient_faults(proxy: FaultyProxy, tmp_pat
     assert result.success, failure_text(result)
     assert proxy.injected == ["short", "reset"]
     assert materialization_metadata(result)["download_attempts"] == 3
+    assert proxy.range_gets == 2  # the footer, read ahead of the download: length, then it
     assert step_attempts(result) == 1  # retried inside the step, not by re-running it
     messages = [entry.user_message for entry in instance.all_logs(result.run_id)]
     assert sum("Download attempt" in m and "retrying in" in m for m in messages) == 2
     assert zone_files(lake, "ready", "trades", DAY)
+
+
+def test_a_failed_footer_read_ahead_only_costs_time(proxy: FaultyProxy,
+                                                    tmp_path: Path) -> None:
+    """The footer read ahead of the download is an optimisation: when it fails the day is
+    normalised as well, from the downloaded file."""
+    proxy.fail_ranges = True
+    result = materialize_day({"CRYPTO_LAKE_SOURCE": "lakeapi",
+                              "RLX_LAKE_ROOT": str(tmp_path / "lake")}, "trades", DAY,
+                             dg.DagsterInstance.ephemeral())
+    assert result.success, failure_text(result)
+    assert proxy.range_gets >= 1 and proxy.object_gets == 1
+    assert materialization_metadata(result)["download_attempts"] == 1
 
 
 def test_a_persistent_fault_fails_the_materialisation_in_bounded_time(

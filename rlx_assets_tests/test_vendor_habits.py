@@ -282,36 +282,64 @@ def test_the_demo_writes_days_the_way_the_vendors_writer_does(tmp_path: Path) ->
 
 def test_a_big_footer_is_edited_in_a_second_process_with_the_same_result(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Above `IN_PROCESS_BYTES` the footer is decoded, edited and encoded by
-    `footer_worker` in its own process; the file written is byte for byte the same."""
-    from rlx_assets.lib import footer_worker, normalise
+    """Above `IN_PROCESS_BYTES` the footer is decoded, edited and encoded by `footer_worker`
+    in its own process; the file written is byte for byte the same."""
+    from rlx_assets.lib import footer_worker
 
     raw = write_day(tmp_path / "vendor", "book_delta_v2", BTC, DAY, rows=60_000)
     in_process = normalise_day(raw, TABLES["book_delta_v2"], DAY, tmp_path / "a.parquet")
-    started = []
-    real = footer_worker.FooterWorker.__init__
+    processes = []
+    real = footer_worker.subprocess.Popen
 
-    def spy(self, *args, **kwargs):
-        started.append(args[0])
-        real(self, *args, **kwargs)
+    def spy(*args, **kwargs):
+        processes.append(real(*args, **kwargs))
+        return processes[-1]
 
-    monkeypatch.setattr(normalise, "IN_PROCESS_BYTES", 0)
-    monkeypatch.setattr(footer_worker.FooterWorker, "__init__", spy)
+    monkeypatch.setattr(footer_worker, "IN_PROCESS_BYTES", 0)
+    monkeypatch.setattr(footer_worker.subprocess, "Popen", spy)
     worker = normalise_day(raw, TABLES["book_delta_v2"], DAY, tmp_path / "b.parquet")
-    assert started == [raw]
+    assert len(processes) == 1 and processes[0].returncode == 0
     assert (tmp_path / "b.parquet").read_bytes() == (tmp_path / "a.parquet").read_bytes()
     assert worker.output_sha256 == in_process.output_sha256
     assert worker.sentinel_row_groups == in_process.sentinel_row_groups != set()
 
 
-def test_the_footer_worker_reports_an_unreadable_footer(tmp_path: Path) -> None:
-    from rlx_assets.lib.footer_worker import FooterWorker
+@pytest.mark.parametrize("same_file", [True, False])
+def test_a_footer_started_from_the_vendor_s_bytes_is_used_only_if_they_match(
+        tmp_path: Path, same_file: bool) -> None:
+    """The footer edit starts from the vendor's last bytes before the download; if the
+    downloaded file ends otherwise (re-published in between), it is not used."""
+    from rlx_assets.lib.footer_worker import read_tail
+    from rlx_assets.lib.normalise import start_footer
+
+    raw = write_day(tmp_path / "vendor", "trades", BTC, DAY, rows=20_000)
+    other = write_day(tmp_path / "other", "trades", BTC, DAY, rows=20_000 if same_file
+                      else 19_000)
+    data = other.read_bytes()
+    job = start_footer(read_tail(lambda n: data[-n:], other.name), len(data))
+    expected = normalise_day(raw, TABLES["trades"], DAY, tmp_path / "expected.parquet")
+    got = normalise_day(raw, TABLES["trades"], DAY, tmp_path / "got.parquet", footer=job)
+    assert (tmp_path / "got.parquet").read_bytes() == \
+        (tmp_path / "expected.parquet").read_bytes()
+    assert got.output_sha256 == expected.output_sha256
+
+
+@pytest.mark.parametrize("in_process", [True, False])
+def test_an_unreadable_footer_is_reported(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                          in_process: bool) -> None:
+    from rlx_assets.lib import footer_worker
     from rlx_assets.lib.parquet_footer import NotParquet
     from rlx_assets.lib.tables import RENAMES, TIME_COLUMNS
 
     raw = write_day(tmp_path / "vendor", "trades", BTC, DAY, rows=5_000)
     data = bytearray(raw.read_bytes())
-    data[-20:-8] = b"\xff" * 12  # the footer's last bytes: not Thrift any more
-    raw.write_bytes(bytes(data))
-    with pytest.raises(NotParquet):
-        FooterWorker(raw, RENAMES, TIME_COLUMNS).encode(None, "timestamp")
+    length = int.from_bytes(data[-8:-4], "little")
+    data[-8 - length:-8] = b"\xff" * length  # the footer: not Thrift any more
+    if not in_process:
+        monkeypatch.setattr(footer_worker, "IN_PROCESS_BYTES", 0)
+    job = footer_worker.FooterJob(bytes(data[-8 - length:]), len(data), RENAMES, TIME_COLUMNS)
+    try:
+        with pytest.raises(NotParquet):
+            job.encode(None, "timestamp")
+    finally:
+        job.close()

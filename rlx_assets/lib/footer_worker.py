@@ -1,17 +1,20 @@
-"""Editing a big vendor footer in a second process, beside the measuring pass.
+"""The footer edit of a vendor file, started early and run beside other work: `FooterJob`.
 
 The footer of a busy vendor day holds about a million Thrift values (thousands of row
 groups, or hundreds of the 83-column book); decoding, editing and encoding them is pure
-Python (`thrift_compact`), a second or two. On a thread beside the measuring pass it would
-hold the GIL that the pass needs and double the pass's time (measured: 1.1 s alone, 2.0 s
-beside a footer thread, for a 30M-row book_delta_v2 day); in its own process it runs on
-the other core. Small footers are edited in-process: starting a process costs more than
-they do.
+Python (`thrift_compact`), a second or two. Two things keep that off the critical path:
 
-`FooterWorker(path, renames, time_columns)` starts `python -m rlx_assets.lib.footer_worker`,
-which decodes and edits the footer at once; `encode(patches, column)` hands it the replaced
-time chunks (if any) and returns the footer's bytes, or None when the file does not qualify
-for the rewrite. The child imports only this module, `parquet_footer` and `thrift_compact`.
+- It starts as soon as the footer's bytes are known: `ingest` reads them from the vendor
+  (the file's last bytes, one ranged request) before the download, so the edit runs while
+  the day downloads; `normalise` checks that the downloaded file ends with the same bytes.
+- A big footer is edited in a second process (`python -m rlx_assets.lib.footer_worker`),
+  not on a thread: a thread would hold the GIL that the measuring pass needs and double the
+  pass's time (measured: 1.1 s alone, 2.0 s beside a footer thread, for a 30M-row
+  book_delta_v2 day). Small footers are edited on a thread: a process costs more than they
+  do. The child imports only this module, `parquet_footer` and `thrift_compact`.
+
+`encode(patches, column)` hands the job the replaced time chunks (if any) and returns the
+normalised footer's bytes, or None when the file does not qualify for the rewrite.
 """
 
 from __future__ import annotations
@@ -19,60 +22,105 @@ from __future__ import annotations
 import pickle
 import subprocess
 import sys
-from pathlib import Path
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 
-from rlx_assets.lib.parquet_footer import NotParquet, Struct, edit_footer, read_footer
+from rlx_assets.lib.parquet_footer import (
+    FooterEdit,
+    NotParquet,
+    Struct,
+    edit_footer,
+    footer_from_tail,
+)
 
-IN_PROCESS_BYTES = 1 << 20  # footers smaller than this are edited in-process
+IN_PROCESS_BYTES = 1 << 20  # footers smaller than this are edited on a thread
+TAIL = 8  # a parquet file ends with the footer's length (4 bytes) and PAR1
 
 
-class FooterWorker:
-    def __init__(self, path: Path, renames: dict[str, str],
+def read_tail(read_last: Callable[[int], bytes], name: str) -> bytes:
+    """The footer and the 8 bytes after it, from `read_last(n)` (the last n bytes)."""
+    end = read_last(TAIL)
+    if len(end) != TAIL or end[4:] != b"PAR1":
+        raise NotParquet(f"{name} does not end in PAR1 (truncated or encrypted)")
+    return read_last(int.from_bytes(end[:4], "little") + TAIL)
+
+
+def _edit(tail: bytes, file_size: int, renames: dict[str, str],
+          time_columns: tuple[str, ...]) -> FooterEdit | None:
+    footer = footer_from_tail(tail, file_size)
+    try:
+        edit = edit_footer(footer, renames, time_columns)
+    except (KeyError, TypeError, AttributeError, ValueError) as exc:
+        if isinstance(exc, NotParquet):
+            raise
+        return None  # a footer shaped unlike any writer's: the caller re-encodes
+    return edit.prepare() if edit is not None else None
+
+
+class FooterJob:
+    """The normalised footer of the file ending with `tail`, being edited."""
+
+    def __init__(self, tail: bytes, file_size: int, renames: dict[str, str],
                  time_columns: tuple[str, ...]) -> None:
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "rlx_assets.lib.footer_worker", str(path)],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-        pickle.dump((renames, time_columns), self.process.stdin)
-        self.process.stdin.flush()
+        self.tail = tail
+        self.process: subprocess.Popen | None = None
+        self.edited: Future | None = None
+        self._threads: ThreadPoolExecutor | None = None
+        request = (tail, file_size, renames, time_columns)
+        if len(tail) > IN_PROCESS_BYTES:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "rlx_assets.lib.footer_worker"],
+                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+            pickle.dump(request, self.process.stdin)
+            self.process.stdin.flush()
+        else:
+            self._threads = ThreadPoolExecutor(1)
+            self.edited = self._threads.submit(_edit, *request)
+        self._request = request
 
     def encode(self, patches: dict[int, Struct] | None, column: str) -> bytes | None:
+        if self.process is None:
+            edit = self.edited.result()
+            return edit.encode(patches, column) if edit is not None else None
         try:
             pickle.dump((patches, column), self.process.stdin)
             self.process.stdin.close()
             kind, value = pickle.load(self.process.stdout)
-        except (OSError, EOFError, pickle.UnpicklingError):
-            error = self.process.stderr.read().decode(errors="replace").strip()
-            self.close()
-            raise RuntimeError(f"the footer worker stopped: {error[-500:]}") from None
-        self.close()
+            self.process.wait(timeout=10)  # it exits once it has answered
+        except (OSError, EOFError, pickle.UnpicklingError, subprocess.TimeoutExpired):
+            self.close()  # the worker could not run here: do it in-process
+            edit = _edit(*self._request)
+            return edit.encode(patches, column) if edit is not None else None
         if kind == "unreadable":
             raise NotParquet(value)
         return value
 
     def close(self) -> None:
-        if self.process.poll() is None:
-            self.process.kill()
-        self.process.wait()
-        for stream in (self.process.stdin, self.process.stdout, self.process.stderr):
-            if stream is not None and not stream.closed:
-                stream.close()
+        """Stop the work (idempotent)."""
+        if self._threads is not None:
+            self._threads.shutdown(wait=True)
+        if self.process is not None:
+            if self.process.poll() is None:
+                self.process.kill()
+            self.process.wait()
+            for stream in (self.process.stdin, self.process.stdout, self.process.stderr):
+                if stream is not None and not stream.closed:
+                    stream.close()
 
 
-def _serve(path: Path) -> None:
+def _serve() -> None:
     source, sink = sys.stdin.buffer, sys.stdout.buffer
-    renames, time_columns = pickle.load(source)
+    request = pickle.load(source)
     try:
-        edit = edit_footer(read_footer(path), renames, time_columns)
+        edit = _edit(*request)
     except NotParquet as exc:
         pickle.load(source)
         pickle.dump(("unreadable", str(exc)), sink)
         return
-    except (KeyError, TypeError, AttributeError, ValueError):
-        edit = None  # a footer shaped unlike any writer's: the caller re-encodes
     patches, column = pickle.load(source)
     pickle.dump(("footer", edit.encode(patches, column) if edit is not None else None), sink)
     sink.flush()
 
 
 if __name__ == "__main__":
-    _serve(Path(sys.argv[1]))
+    _serve()

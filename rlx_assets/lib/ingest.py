@@ -10,10 +10,11 @@ from dataclasses import dataclass
 from rlx_assets.lib import acceptance
 from rlx_assets.lib.checks import CheckOutcome, evaluate, failed_blocking
 from rlx_assets.lib.day_record import QUARANTINE, READY, DayRecord
+from rlx_assets.lib.footer_worker import FooterJob, read_tail
 from rlx_assets.lib.hashing import StreamHash
 from rlx_assets.lib.instruments import Instrument
 from rlx_assets.lib.lake import RAW, Lake, partition_key
-from rlx_assets.lib.normalise import UnreadableVendorFile, normalise_day
+from rlx_assets.lib.normalise import UnreadableVendorFile, normalise_day, start_footer
 from rlx_assets.lib.retry import Backoff
 from rlx_assets.lib.scan import DayScan, TimeRules
 from rlx_assets.lib.tables import TableSpec
@@ -97,6 +98,17 @@ def fetch_raw(
     return got
 
 
+def early_footer(source: VendorSource, obj: VendorObject) -> FooterJob | None:
+    """Start editing the vendor file's footer from its last bytes (one ranged read), so that
+    the edit runs while the file downloads; None if they cannot be had (the normalising pass
+    then reads the footer from the download)."""
+    try:
+        tail = read_tail(lambda n: source.read_last(obj, n), obj.filename)
+        return start_footer(tail, obj.size)
+    except Exception:  # noqa: BLE001 - an optimisation only: the download decides
+        return None
+
+
 def stored_raw(lake: Lake, table: str, instrument: Instrument, day: dt.date) -> tuple[
         VendorObject, Download]:
     """The raw copy already in the lake, verified against its manifest (no vendor call)."""
@@ -138,19 +150,26 @@ def ingest_partition(
     Two attempts at the same partition on one machine take turns (`partition_lock`).
     """
     started = time.perf_counter()
+    footer = None
     with lake.partition_lock(spec.name, instrument, day):
         if from_raw:
             obj, raw = stored_raw(lake, spec.name, instrument, day)
         else:
             obj = source.locate(spec.name, instrument, day)
-            raw = fetch_raw(source, obj, lake, backoff, log)
+            footer = early_footer(source, obj)
+            try:
+                raw = fetch_raw(source, obj, lake, backoff, log)
+            except BaseException:
+                if footer is not None:
+                    footer.close()
+                raise
         staged = None
         try:
             for stale in lake.clear_staging(spec.name, instrument, day):
                 log(f"Removed {stale.name} left in _staging/ by an earlier, interrupted attempt.")
             staged = lake.staging_file(spec.name, instrument, day)
             try:
-                scan = normalise_day(raw.path, spec, day, staged, raw.stream, rules)
+                scan = normalise_day(raw.path, spec, day, staged, raw.stream, rules, footer)
             except UnreadableVendorFile as exc:
                 if from_raw:  # it matched its recorded sha256: keep it, say what it is
                     raise VendorError(f"The stored raw copy of {spec.name} {instrument} {day} "
@@ -168,6 +187,8 @@ def ingest_partition(
                         "checks.")
             published = lake.publish(staged, spec.name, instrument, day, passed)
         finally:
+            if footer is not None:
+                footer.close()
             if staged is not None:
                 staged.unlink(missing_ok=True)  # published (moved away) or failed: gone
             lake.release(raw.path)

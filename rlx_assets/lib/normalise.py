@@ -27,16 +27,9 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from rlx_assets.lib.footer_worker import IN_PROCESS_BYTES, FooterWorker
+from rlx_assets.lib.footer_worker import FooterJob, read_tail
 from rlx_assets.lib.hashing import CHUNK_BYTES, StreamHash
-from rlx_assets.lib.parquet_footer import (
-    FooterEdit,
-    NotParquet,
-    data_region_end,
-    edit_footer,
-    footer_tail,
-    read_footer,
-)
+from rlx_assets.lib.parquet_footer import NotParquet, footer_tail, read_footer
 from rlx_assets.lib.scan import DayScan, TimeRules
 from rlx_assets.lib.stores import LakeError
 from rlx_assets.lib.tables import RENAMES, TIME_COLUMNS, TableSpec
@@ -83,41 +76,29 @@ def reading(raw_path: Path) -> Iterator[None]:
         raise UnreadableVendorFile(f"{raw_path.name}: {exc}") from exc
 
 
-def _edit(raw_path: Path) -> FooterEdit | None:
-    """The normalised footer, edited, or None for a file that does not qualify."""
-    try:
-        return edit_footer(read_footer(raw_path), RENAMES, TIME_COLUMNS)
-    except (KeyError, TypeError, AttributeError, ValueError) as exc:
-        if isinstance(exc, NotParquet):
-            raise
-        return None  # a footer shaped unlike any writer's: decode and re-encode instead
+def start_footer(tail: bytes, file_size: int) -> FooterJob:
+    """Start editing the footer of a vendor file from its last bytes (`read_tail`): it runs
+    while the file downloads and the day is measured."""
+    return FooterJob(tail, file_size, RENAMES, TIME_COLUMNS)
 
 
-class _FooterJob:
-    """The footer edit, started at once beside the measuring pass: in a second process for
-    a big footer (`footer_worker`), on a thread for a small one."""
+def _footer_of(raw_path: Path, started: FooterJob | None) -> FooterJob:
+    """`started` if the file at `raw_path` ends with the bytes it was started from (the
+    vendor's object did not change in between), else a job started from the file."""
+    size = raw_path.stat().st_size
+    if started is not None:
+        with open(raw_path, "rb") as handle:
+            handle.seek(max(0, size - len(started.tail)))
+            if handle.read() == started.tail:
+                return started
+        started.close()
 
-    def __init__(self, raw_path: Path, footer_bytes: int, threads: ThreadPoolExecutor) -> None:
-        self.raw_path, self.worker, self.edited = raw_path, None, None
-        if footer_bytes > IN_PROCESS_BYTES:
-            self.worker = FooterWorker(raw_path, RENAMES, TIME_COLUMNS)
-        else:
-            self.edited = threads.submit(_edit, raw_path)
+    def read_last(n: int) -> bytes:
+        with open(raw_path, "rb") as handle:
+            handle.seek(max(0, size - n))
+            return handle.read(n)
 
-    def encode(self, patches: dict) -> bytes | None:
-        """The new footer with `patches`, or None if the file does not qualify."""
-        if self.worker is not None:
-            try:
-                return self.worker.encode(patches, SENTINEL_SOURCE)
-            except RuntimeError:  # the worker could not run here: do it in-process
-                edit = _edit(self.raw_path)
-        else:
-            edit = self.edited.result()
-        return edit.encode(patches, SENTINEL_SOURCE) if edit is not None else None
-
-    def close(self) -> None:
-        if self.worker is not None:
-            self.worker.close()
+    return start_footer(read_tail(read_last, raw_path.name), size)
 
 
 def _may_rewrite(schema: pl.Schema) -> bool:
@@ -128,11 +109,12 @@ def _may_rewrite(schema: pl.Schema) -> bool:
 
 
 def normalise_day(raw_path: Path, spec: TableSpec, day: dt.date, out_path: Path,
-                  raw_hash: StreamHash | None = None,
-                  rules: TimeRules | None = None) -> DayScan:
+                  raw_hash: StreamHash | None = None, rules: TimeRules | None = None,
+                  footer: FooterJob | None = None) -> DayScan:
     """Write the normalised day to `out_path` and return its measurements, including the
     output's sha256 and size. `raw_hash` (the download's) makes that hash nearly free;
-    `rules` are the time thresholds (default: the table's)."""
+    `rules` are the time thresholds (default: the table's); `footer` is the footer edit
+    started from the vendor's bytes before the download (`start_footer`), if any."""
     with reading(raw_path):
         frame = pl.scan_parquet(raw_path)
         raw_schema = frame.collect_schema()
@@ -146,8 +128,15 @@ def normalise_day(raw_path: Path, spec: TableSpec, day: dt.date, out_path: Path,
     written, measured = None, False
     if _may_rewrite(raw_schema):
         scan.row_group_starts = np.cumsum([0, *groups[:-1]])
-        written = _rewrite(raw_path, groups, frame, scan, out_path, raw_hash)
+        with reading(raw_path):
+            footer = _footer_of(raw_path, footer)
+        try:
+            written = _rewrite(raw_path, groups, frame, scan, out_path, raw_hash, footer)
+        finally:
+            footer.close()
         measured = True
+    elif footer is not None:
+        footer.close()
     if written is None:
         with reading(raw_path):
             written = _reencode(frame, out_path)
@@ -158,30 +147,25 @@ def normalise_day(raw_path: Path, spec: TableSpec, day: dt.date, out_path: Path,
 
 
 def _rewrite(raw_path: Path, groups: list[int], frame: pl.LazyFrame, scan: DayScan,
-             out_path: Path, raw_hash: StreamHash | None) -> tuple[str, int] | None:
-    """The fast path: while the day is measured, the vendor's data region is copied and the
-    footer decoded and edited (`_FooterJob`); then the time chunks of the row groups holding
-    a sentinel are re-encoded and the new footer written. Returns the output's (sha256,
-    size), or None when the file turns out not to qualify."""
-    with reading(raw_path):
-        start = data_region_end(raw_path)
+             out_path: Path, raw_hash: StreamHash | None,
+             footer: FooterJob) -> tuple[str, int] | None:
+    """The fast path: while the day is measured the vendor's data region is copied (and the
+    footer edited, by `footer`); then the time chunks of the row groups holding a sentinel
+    are re-encoded and the new footer written. Returns the output's (sha256, size), or None
+    when the file turns out not to qualify."""
+    start = raw_path.stat().st_size - len(footer.tail)
     prefix = raw_hash.prefix(raw_path, start) if raw_hash else None
-    footer_bytes = raw_path.stat().st_size - start - 8
-    with writing(out_path) as out, ThreadPoolExecutor(2) as helpers:
-        job = _FooterJob(raw_path, footer_bytes, helpers)
-        try:
-            copied = helpers.submit(_copy_region, raw_path, start, out, prefix)
-            with reading(raw_path):
-                measure(frame, scan, groups)
-            digest = copied.result()
-            patches = {}
-            with reading(raw_path):
-                if scan.sentinel_row_groups:
-                    patches = write_patches(raw_path, SENTINEL_SOURCE,
-                                            scan.sentinel_row_groups, out, digest)
-                new_footer = job.encode(patches)
-        finally:
-            job.close()
+    with writing(out_path) as out, ThreadPoolExecutor(1) as copier:
+        copied = copier.submit(_copy_region, raw_path, start, out, prefix)
+        with reading(raw_path):
+            measure(frame, scan, groups)
+        digest = copied.result()
+        patches = {}
+        with reading(raw_path):
+            if scan.sentinel_row_groups:
+                patches = write_patches(raw_path, SENTINEL_SOURCE, scan.sentinel_row_groups,
+                                        out, digest)
+            new_footer = footer.encode(patches, SENTINEL_SOURCE)
         if new_footer is None:
             return None
         tail = footer_tail(new_footer)

@@ -33,6 +33,7 @@ from rlx_assets.lib.thrift_compact import (
     BOOL,
     LIST,
     STRUCT,
+    Encoded,
     List,
     Struct,
     ThriftError,
@@ -132,6 +133,17 @@ def footer_of(name: str, data: bytes) -> Footer:
     return _decoded(name, data[start:start + length], start)
 
 
+def footer_from_tail(tail: bytes, file_size: int, name: str = "vendor file") -> Footer:
+    """The decoded footer from a file's last bytes: the footer, its length and PAR1."""
+    if len(tail) < 8 or tail[-4:] != MAGIC:
+        raise NotParquet(f"{name} does not end in PAR1 (truncated or encrypted)")
+    length = struct.unpack("<I", tail[-8:-4])[0]
+    start = file_size - 8 - length
+    if length + 8 != len(tail) or start < 4:
+        raise NotParquet(f"{name} has a footer length past its start")
+    return _decoded(name, tail[:length], start)
+
+
 def _decoded(name: str, raw: bytes, start: int) -> Footer:
     try:
         metadata, end = decode_struct(raw)
@@ -172,29 +184,40 @@ def _utc_nanos() -> Struct:
     return {LOGICAL_TIMESTAMP: (STRUCT, timestamp)}
 
 
-@dataclass(frozen=True)
+@dataclass
 class FooterEdit:
     """The normalised file's footer, edited but not yet encoded: names, time types and
-    metadata are settled; `encode` adds the replaced time chunks, if any, and encodes."""
+    metadata are settled; `encode` adds the replaced time chunks, if any, and encodes.
+    `prepare` encodes the row groups ahead (the bulk of the work), so that `encode` then
+    re-encodes only the few that get a replaced chunk."""
 
     metadata: Struct
     columns: dict[str, int]  # old column name -> its position in every row group
     nullable: dict[str, bool]  # old column name -> OPTIONAL (its chunks can hold nulls)
     new_names: dict[str, str]  # old column name -> normalised name
+    encoded: list[Encoded] | None = None  # the row groups, encoded ahead by `prepare`
+
+    def prepare(self) -> FooterEdit:
+        self.encoded = [Encoded(encode_struct(group))
+                        for group in items_of(self.metadata, FMD_ROW_GROUPS)]
+        return self
 
     def encode(self, patches: dict[int, Struct] | None = None,
                patched_column: str = "") -> bytes | None:
         """The footer's thrift bytes. `patches` maps row-group indexes to the ColumnChunk
         that replaces column `patched_column` (an old name) there (see `time_patch`); None
         when that column cannot hold nulls (REQUIRED: its other chunks have no room)."""
-        if not patches:
-            return encode_struct(self.metadata)
-        if patched_column not in self.columns or not self.nullable[patched_column]:
+        if patches and (patched_column not in self.columns
+                        or not self.nullable[patched_column]):
             return None
+        groups = list(self.encoded or items_of(self.metadata, FMD_ROW_GROUPS))
+        if not patches:
+            return encode_struct({**self.metadata,
+                                  FMD_ROW_GROUPS: (LIST, List(STRUCT, groups))})
         position = self.columns[patched_column]
-        groups = list(items_of(self.metadata, FMD_ROW_GROUPS))
+        originals = items_of(self.metadata, FMD_ROW_GROUPS)
         for index, chunk in patches.items():
-            group = dict(groups[index])
+            group = dict(originals[index])
             chunks = list(items_of(group, RG_COLUMNS))
             old = value_of(chunks[position], CC_META)
             meta = dict(value_of(chunk, CC_META))

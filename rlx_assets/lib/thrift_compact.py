@@ -40,6 +40,11 @@ class Map:
 Struct = dict[int, tuple[int, object]]
 
 
+class Encoded(bytes):
+    """A struct already encoded: written as it is wherever a struct value may go (a footer's
+    row groups are encoded ahead, while other work runs)."""
+
+
 def value_of(fields: Struct, fid: int, default: object = None) -> object:
     """The value of field `fid`, or `default` when the struct does not have it."""
     return fields[fid][1] if fid in fields else default
@@ -226,7 +231,10 @@ def _write_value(out: bytearray, ctype: int, value: object) -> None:
             _varint(out, n)
         out += value
     elif ctype == STRUCT:
-        _write_struct(out, value)
+        if isinstance(value, Encoded):
+            out += value
+        else:
+            _write_struct(out, value)
     elif ctype in (LIST, SET):
         n = len(value.values)
         element = value.element_type

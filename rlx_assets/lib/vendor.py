@@ -92,6 +92,10 @@ class VendorSource(Protocol):
     @contextmanager
     def open(self, obj: VendorObject) -> Iterator[BinaryIO]: ...
 
+    def read_last(self, obj: VendorObject, size: int) -> bytes:
+        """The object's last `size` bytes (its parquet footer, say)."""
+        ...
+
 
 def _missing(table: str, instrument: Instrument, day: dt.date, where: str) -> VendorFileMissing:
     return VendorFileMissing(
@@ -154,6 +158,11 @@ class LocalSource:
     def open(self, obj: VendorObject) -> Iterator[BinaryIO]:
         with open(obj.location, "rb") as handle:
             yield handle
+
+    def read_last(self, obj: VendorObject, size: int) -> bytes:
+        with open(obj.location, "rb") as handle:
+            handle.seek(max(0, obj.size - size))
+            return handle.read(size)
 
 
 _LAKEAPI_LOCK = threading.Lock()
@@ -235,14 +244,15 @@ class S3Source:
     def description(self) -> str:
         return f"s3://{self.bucket}/{self.prefix}".rstrip("/")
 
-    def _client(self):
+    def _client(self, attempts: int | None = None):
         import botocore
         from botocore.config import Config
 
         config = Config(
             # botocore's `max_attempts` counts retries (N + 1 requests); `total_max_attempts`
             # counts requests, which is what our `max_attempts` means.
-            retries={"mode": "standard", "total_max_attempts": max(1, self.max_attempts)},
+            retries={"mode": "standard",
+                     "total_max_attempts": max(1, attempts or self.max_attempts)},
             connect_timeout=10,
             read_timeout=60,
             signature_version=botocore.UNSIGNED if self.anonymous else None,
@@ -402,6 +412,12 @@ class S3Source:
 
         with ThreadPoolExecutor(max_workers=8) as pool:
             return {obj.day: obj for obj in pool.map(head, sorted(keys.items())) if obj}
+
+    def read_last(self, obj: VendorObject, size: int) -> bytes:
+        key = urllib.parse.urlparse(obj.location).path.lstrip("/")
+        with translate_errors(self.description):  # one attempt: the download decides
+            return self._client(attempts=1).get_object(Bucket=self.bucket, Key=key,
+                                             Range=f"bytes=-{size}")["Body"].read()
 
     @contextmanager
     def open(self, obj: VendorObject) -> Iterator[BinaryIO]:

@@ -1,0 +1,88 @@
+"""The one reader of what Dagster recorded (`defs/records.py`), against a real instance.
+
+Every use of Dagster internals lives in that module; these tests call each of its functions
+on a ready day, a quarantined day and a day never run, so that a Dagster upgrade that moves
+or changes an internal fails here, loudly, instead of quietly disabling a feature (as a
+"recovered" alert that is never sent would).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+import dagster as dg
+import pytest
+
+from rlx_assets.defs import records
+from rlx_assets.defs.assets import table_key
+from rlx_assets.defs.partitions import daily_partitions
+from rlx_assets.lib.checks import BLOCKING_CHECKS, POSITIVE_PRICES
+from rlx_assets.lib.day_record import DayRecord
+from rlx_assets.lib.demo_data import Fault, write_day
+from rlx_assets_tests.conftest import materialize_day, settings_for
+from rlx_assets_tests.stand_ins import BTC
+
+READY, BAD, NEVER = dt.date(2024, 1, 1), dt.date(2024, 1, 2), dt.date(2024, 1, 3)
+KEY = table_key(BTC, "trades")
+
+
+@pytest.fixture(scope="module")
+def instance(tmp_path_factory: pytest.TempPathFactory):
+    root = tmp_path_factory.mktemp("records")
+    vendor = root / "vendor"
+    write_day(vendor, "trades", BTC, READY, rows=3_000)
+    write_day(vendor, "trades", BTC, BAD, rows=3_000, fault=Fault.NEGATIVE_PRICE)
+    env = {"CRYPTO_LAKE_SOURCE": str(vendor), "RLX_LAKE_ROOT": str(root / "lake")}
+    with dg.instance_for_test() as instance:
+        assert materialize_day(env, "trades", READY, instance).success
+        assert not materialize_day(env, "trades", BAD, instance).success
+        yield instance
+
+
+def test_recorded_days_reads_the_ready_and_the_quarantined_record(instance) -> None:
+    days = records.recorded_days(instance, KEY, [READY, BAD, NEVER], BLOCKING_CHECKS)
+    assert set(days) == {READY, BAD}
+    ready, bad = days[READY], days[BAD]
+    assert isinstance(ready, DayRecord) and ready.ready and ready.rows == 3_000
+    assert ready.checks == dict.fromkeys(BLOCKING_CHECKS, "SUCCEEDED")
+    assert not bad.ready and bad.failed_checks == (POSITIVE_PRICES,)
+    assert bad.checks[POSITIVE_PRICES] == "FAILED" and bad.vendor_sha256
+    assert DayRecord.from_metadata(READY, ready.to_metadata()) == ready.with_checks({})
+
+
+def test_statuses_and_check_statuses(instance) -> None:
+    partitions = daily_partitions(settings_for({}))
+    assert records.partition_statuses(instance, KEY, [READY, BAD, NEVER], partitions) == {
+        READY: "MATERIALIZED", BAD: "FAILED"}
+    statuses = records.check_statuses(instance, KEY, BLOCKING_CHECKS, [READY, BAD])
+    assert statuses[BAD][POSITIVE_PRICES] == "FAILED"
+    assert statuses[READY] == dict.fromkeys(BLOCKING_CHECKS, "SUCCEEDED")
+
+
+def test_latest_evaluation_and_the_one_before(instance) -> None:
+    failed = records.latest_evaluation(instance, KEY, POSITIVE_PRICES, BAD.isoformat())
+    assert failed is not None and not failed.passed
+    assert failed.metadata["violations"] and failed.run_id
+    assert records.latest_evaluation(instance, KEY, POSITIVE_PRICES, NEVER.isoformat()) is None
+    # The evaluation before the failed one: none, so this is no recovery.
+    assert not records.previous_evaluation_failed(
+        instance, dg.AssetCheckKey(KEY, POSITIVE_PRICES), BAD.isoformat(), failed.run_id)
+
+
+def test_events_and_run_events(instance) -> None:
+    events = list(records.events_after(
+        instance, -1, (dg.DagsterEventType.ASSET_CHECK_EVALUATION,), 1_000))
+    assert len(events) >= 2 * len(BLOCKING_CHECKS)
+    assert [i for i, _ in events] == sorted(i for i, _ in events)
+    last_run = events[-1][1].run_id
+    steps = records.run_step_events(instance, last_run, {dg.DagsterEventType.STEP_FAILURE})
+    assert [e.dagster_event.event_type for e in steps] == [dg.DagsterEventType.STEP_FAILURE]
+
+
+def test_evaluation_target_points_at_the_run_s_materialisation(instance, tmp_path: Path) -> None:
+    record = instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=KEY, asset_partitions=[READY.isoformat()]),
+        limit=1).records[0]
+    target = records.evaluation_target(instance, KEY, READY.isoformat(), record.run_id)
+    assert (target.storage_id, target.run_id) == (record.storage_id, record.run_id)
