@@ -13,8 +13,9 @@ Python (`thrift_compact`), a second or two. Two things keep that off the critica
   book_delta_v2 day). Small footers are edited on a thread: a process costs more than they
   do. The child imports only this module, `parquet_footer` and `thrift_compact`.
 
-`encode(patches, column)` hands the job the replaced time chunks (if any) and returns the
-normalised footer's bytes, or None when the file does not qualify for the rewrite.
+`group_rows()` gives the rows of each row group once the footer is decoded (None when the
+file does not qualify for the rewrite); `encode(patches, column)` hands the job the replaced
+time chunks (if any) and returns the normalised footer's bytes (None: does not qualify).
 """
 
 from __future__ import annotations
@@ -77,8 +78,37 @@ class FooterJob:
             self._threads = ThreadPoolExecutor(1)
             self.edited = self._threads.submit(_edit, *request)
         self._request = request
+        self._local: FooterEdit | None = None  # the edit, when done here after all
+        self._rows: list[int] | None = None
+
+    def _fallback(self) -> FooterEdit | None:
+        """The worker could not run here: do it in-process."""
+        self.close()
+        if self.edited is None:
+            self._threads = ThreadPoolExecutor(1)
+            self.edited = self._threads.submit(_edit, *self._request)
+            self.process = None
+        return self.edited.result()
+
+    def group_rows(self) -> list[int] | None:
+        """Rows per row group (waits for the footer to be decoded); None: not qualifying."""
+        if self.process is None:
+            edit = self.edited.result()
+            return edit.group_rows if edit is not None else None
+        if self._rows is None:
+            try:
+                kind, value = pickle.load(self.process.stdout)
+            except (OSError, EOFError, pickle.UnpicklingError):
+                edit = self._fallback()
+                return edit.group_rows if edit is not None else None
+            if kind == "unreadable":
+                raise NotParquet(value)
+            self._rows = value
+        return self._rows
 
     def encode(self, patches: dict[int, Struct] | None, column: str) -> bytes | None:
+        if self.process is not None and self.group_rows() is None:
+            return None
         if self.process is None:
             edit = self.edited.result()
             return edit.encode(patches, column) if edit is not None else None
@@ -88,11 +118,8 @@ class FooterJob:
             kind, value = pickle.load(self.process.stdout)
             self.process.wait(timeout=10)  # it exits once it has answered
         except (OSError, EOFError, pickle.UnpicklingError, subprocess.TimeoutExpired):
-            self.close()  # the worker could not run here: do it in-process
-            edit = _edit(*self._request)
+            edit = self._fallback()
             return edit.encode(patches, column) if edit is not None else None
-        if kind == "unreadable":
-            raise NotParquet(value)
         return value
 
     def close(self) -> None:
@@ -114,11 +141,15 @@ def _serve() -> None:
     try:
         edit = _edit(*request)
     except NotParquet as exc:
-        pickle.load(source)
         pickle.dump(("unreadable", str(exc)), sink)
+        sink.flush()
+        return
+    pickle.dump(("layout", edit.group_rows if edit is not None else None), sink)
+    sink.flush()
+    if edit is None:
         return
     patches, column = pickle.load(source)
-    pickle.dump(("footer", edit.encode(patches, column) if edit is not None else None), sink)
+    pickle.dump(("footer", edit.encode(patches, column)), sink)
     sink.flush()
 
 

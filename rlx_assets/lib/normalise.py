@@ -22,14 +22,12 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 
-import numpy as np
 import polars as pl
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from rlx_assets.lib.footer_worker import FooterJob, read_tail
 from rlx_assets.lib.hashing import CHUNK_BYTES, StreamHash
-from rlx_assets.lib.parquet_footer import NotParquet, footer_tail, read_footer
+from rlx_assets.lib.parquet_footer import NotParquet, footer_tail
 from rlx_assets.lib.scan import DayScan, TimeRules
 from rlx_assets.lib.stores import LakeError
 from rlx_assets.lib.tables import RENAMES, TIME_COLUMNS, TableSpec
@@ -118,20 +116,17 @@ def normalise_day(raw_path: Path, spec: TableSpec, day: dt.date, out_path: Path,
     with reading(raw_path):
         frame = pl.scan_parquet(raw_path)
         raw_schema = frame.collect_schema()
-        layout = pq.ParquetFile(raw_path).metadata  # row groups and key-values, decoded in C++
+        rows = _rows(frame)
+        scan = DayScan(spec.name, day, rules)
+        scan.vendor_contains_gaps = pl.read_parquet_metadata(raw_path).get("contains_gaps")
     frame = normalise_frame(frame, raw_schema)
-    scan = DayScan(spec.name, day, rules)
     scan.prepare(frame.collect_schema())
-    gaps = (layout.metadata or {}).get(b"contains_gaps")
-    scan.vendor_contains_gaps = gaps.decode("utf-8", "replace") if gaps is not None else None
-    groups = [layout.row_group(i).num_rows for i in range(layout.num_row_groups)]
     written, measured = None, False
     if _may_rewrite(raw_schema):
-        scan.row_group_starts = np.cumsum([0, *groups[:-1]])
         with reading(raw_path):
             footer = _footer_of(raw_path, footer)
         try:
-            written = _rewrite(raw_path, groups, frame, scan, out_path, raw_hash, footer)
+            written = _rewrite(raw_path, rows, frame, scan, out_path, raw_hash, footer)
         finally:
             footer.close()
         measured = True
@@ -140,13 +135,19 @@ def normalise_day(raw_path: Path, spec: TableSpec, day: dt.date, out_path: Path,
     if written is None:
         with reading(raw_path):
             written = _reencode(frame, out_path)
-        if not measured:  # from our own file: its row groups are ours
-            measure(pl.scan_parquet(out_path), scan, read_footer(out_path).row_group_rows)
+        if not measured:  # from our own file
+            ours = pl.scan_parquet(out_path)
+            measure(ours, scan, _rows(ours))
     scan.output_sha256, scan.output_bytes = written
     return scan
 
 
-def _rewrite(raw_path: Path, groups: list[int], frame: pl.LazyFrame, scan: DayScan,
+def _rows(frame: pl.LazyFrame) -> int:
+    """The file's row count, from its metadata."""
+    return frame.select(pl.len()).collect().item()
+
+
+def _rewrite(raw_path: Path, rows: int, frame: pl.LazyFrame, scan: DayScan,
              out_path: Path, raw_hash: StreamHash | None,
              footer: FooterJob) -> tuple[str, int] | None:
     """The fast path: while the day is measured the vendor's data region is copied (and the
@@ -158,13 +159,17 @@ def _rewrite(raw_path: Path, groups: list[int], frame: pl.LazyFrame, scan: DaySc
     with writing(out_path) as out, ThreadPoolExecutor(1) as copier:
         copied = copier.submit(_copy_region, raw_path, start, out, prefix)
         with reading(raw_path):
-            measure(frame, scan, groups)
+            measure(frame, scan, rows)
         digest = copied.result()
         patches = {}
         with reading(raw_path):
+            group_rows = footer.group_rows()
+            if group_rows is None or sum(group_rows) != scan.rows:
+                return None
+            scan.sentinel_row_groups = scan.groups_with_sentinels(group_rows)
             if scan.sentinel_row_groups:
                 patches = write_patches(raw_path, SENTINEL_SOURCE, scan.sentinel_row_groups,
-                                        out, digest)
+                                        group_rows, out, digest)
             new_footer = footer.encode(patches, SENTINEL_SOURCE)
         if new_footer is None:
             return None
@@ -203,12 +208,14 @@ def row_slices(group_rows: list[int], columns: int) -> Iterator[tuple[int, int]]
         yield start, rows
 
 
-def measure(frame: pl.LazyFrame, scan: DayScan, group_rows: list[int]) -> None:
-    """Feed `frame` to `scan` slice by slice, decoding the next slice meanwhile."""
+def measure(frame: pl.LazyFrame, scan: DayScan, rows: int) -> None:
+    """Feed `frame` (`rows` rows) to `scan` in slices of about BATCH_CELLS values, decoding
+    the next slice meanwhile. Slices need not follow row groups (the footer is not decoded
+    here): polars decodes the pages a slice needs."""
     with ThreadPoolExecutor(1) as reader:
         pending = None
-        for offset, rows in row_slices(group_rows, len(scan.columns)):
-            upcoming = reader.submit(frame.slice(offset, rows).collect)
+        for offset, count in row_slices([rows], len(scan.columns)):
+            upcoming = reader.submit(frame.slice(offset, count).collect)
             if pending is not None:
                 scan.add(pending.result())
             pending = upcoming

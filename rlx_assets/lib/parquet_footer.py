@@ -195,6 +195,7 @@ class FooterEdit:
     columns: dict[str, int]  # old column name -> its position in every row group
     nullable: dict[str, bool]  # old column name -> OPTIONAL (its chunks can hold nulls)
     new_names: dict[str, str]  # old column name -> normalised name
+    group_rows: list[int]  # rows per row group
     encoded: list[Encoded] | None = None  # the row groups, encoded ahead by `prepare`
 
     def prepare(self) -> FooterEdit:
@@ -285,7 +286,7 @@ def edit_footer(footer: Footer, renames: dict[str, str],
     return FooterEdit(edited, {name: i for i, name in enumerate(names)},
                       {name: value_of(leaf, SE_REPETITION) == OPTIONAL
                        for name, leaf in zip(names, leaves, strict=True)},
-                      dict(zip(names, new_names, strict=True)))
+                      dict(zip(names, new_names, strict=True)), footer.row_group_rows)
 
 
 def plan_rewrite(footer: Footer, renames: dict[str, str],

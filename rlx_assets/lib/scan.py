@@ -117,9 +117,9 @@ class DayScan:
     problems: dict[str, Problem] = field(default_factory=dict)  # row rules -> offenders
     times: Continuity | None = None  # set up by `prepare`
     vendor_contains_gaps: str | None = None  # the vendor file's own flag (footer metadata)
-    # Row groups of the vendor file holding rows without an exchange time (set up by the
-    # caller with `row_group_starts`): their time column is rewritten with nulls.
-    row_group_starts: np.ndarray | None = None
+    # Rows without an exchange time, as [start, end) ranges in file order; the row groups
+    # holding them (`groups_with_sentinels`) get their time column rewritten with nulls.
+    sentinel_rows: list[tuple[int, int]] = field(default_factory=list)
     sentinel_row_groups: set[int] = field(default_factory=set)
     output_sha256: str = ""  # of the normalised file written by the pass
     output_bytes: int = 0
@@ -191,11 +191,27 @@ class DayScan:
             self._carry = batch.tail(1)
         if self.has_times:
             missing = self.times.add(batch)
-            if len(missing) and self.row_group_starts is not None:
-                groups = np.searchsorted(self.row_group_starts, self.rows + missing,
-                                         side="right") - 1
-                self.sentinel_row_groups.update(int(g) for g in np.unique(groups))
+            if len(missing):
+                self._add_sentinel_rows(self.rows + missing)
         self.rows += batch.height
+
+    def _add_sentinel_rows(self, rows: np.ndarray) -> None:
+        breaks = np.flatnonzero(np.diff(rows) != 1) + 1
+        for run in np.split(rows, breaks):
+            start, end = int(run[0]), int(run[-1]) + 1
+            if self.sentinel_rows and self.sentinel_rows[-1][1] == start:
+                start = self.sentinel_rows.pop()[0]
+            self.sentinel_rows.append((start, end))
+
+    def groups_with_sentinels(self, group_rows: list[int]) -> set[int]:
+        """The row groups (of a file with `group_rows` rows per group) holding sentinels."""
+        starts = np.cumsum([0, *group_rows])
+        groups: set[int] = set()
+        for start, end in self.sentinel_rows:
+            first = int(np.searchsorted(starts, start, side="right")) - 1
+            last = int(np.searchsorted(starts, end - 1, side="right")) - 1
+            groups.update(range(first, last + 1))
+        return groups
 
     def _times(self, frame: pl.DataFrame, expr: pl.Expr, skip: int = 0) -> list[str]:
         if not self.has_times:

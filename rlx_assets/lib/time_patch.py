@@ -16,6 +16,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
+import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
 
@@ -60,12 +61,13 @@ def _relocated(chunk: Struct, data: bytes, position: int) -> tuple[Struct, bytes
     return moved, body
 
 
-def write_patches(raw_path: Path, column: str, groups: Iterable[int], out, digest,
-                  compression: str = "snappy") -> dict[int, Struct]:
+def write_patches(raw_path: Path, column: str, groups: Iterable[int], group_rows: list[int],
+                  out, digest, compression: str = "snappy") -> dict[int, Struct]:
     """Append re-encoded chunks of `column` (nulls for sentinels) for `groups` of the file at
-    `raw_path` to `out` (a `WritebackFile` positioned at the end of the data region), feeding
-    `digest`; return {row group: its new ColumnChunk}."""
-    source = pq.ParquetFile(raw_path)
+    `raw_path` (`group_rows` rows per row group) to `out` (a `WritebackFile` positioned at the
+    end of the data region), feeding `digest`; return {row group: its new ColumnChunk}."""
+    source = pl.scan_parquet(raw_path).select(column)
+    starts = np.cumsum([0, *group_rows])
     patches: dict[int, Struct] = {}
     ordered = sorted(groups)
     for first in range(0, len(ordered), GROUPS_PER_FILE):
@@ -75,8 +77,9 @@ def write_patches(raw_path: Path, column: str, groups: Iterable[int], out, diges
         with pq.ParquetWriter(sink, schema, compression=compression, use_dictionary=False,
                               data_page_version="2.0", write_statistics=True) as writer:
             for group in batch:
-                values = source.read_row_group(group, columns=[column]).column(0)
-                table = pa.table([nulled(values.combine_chunks())], schema=schema)
+                values = source.slice(int(starts[group]), group_rows[group]).collect()
+                table = pa.table([nulled(values.to_arrow().column(0).combine_chunks())],
+                                 schema=schema)
                 writer.write_table(table, row_group_size=max(1, table.num_rows))
         data = sink.getvalue().to_pybytes()
         written_groups = items_of(footer_of("patch", data).metadata, FMD_ROW_GROUPS)
