@@ -280,28 +280,36 @@ def test_the_demo_writes_days_the_way_the_vendors_writer_does(tmp_path: Path) ->
             assert (frame["timestamp"] == 0).sum() == 200  # two snapshots of 100 levels
 
 
-def test_a_big_footer_is_edited_in_a_second_process_with_the_same_result(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Above `IN_PROCESS_BYTES` the footer is decoded, edited and encoded by `footer_worker`
-    in its own process; the file written is byte for byte the same."""
-    from rlx_assets.lib import footer_worker
+def test_the_footer_edit_copies_what_it_does_not_change(tmp_path: Path) -> None:
+    """The footer is edited by walking its bytes: the row groups of the normalised footer
+    decode to the vendor's, with only the renamed columns' paths changed."""
+    from rlx_assets.lib.parquet_footer import (
+        CC_META,
+        CMD_PATH,
+        FMD_ROW_GROUPS,
+        RG_COLUMNS,
+        decode_struct,
+        edit_footer,
+        read_footer,
+    )
+    from rlx_assets.lib.tables import RENAMES, TIME_COLUMNS
 
     raw = write_day(tmp_path / "vendor", "book_delta_v2", BTC, DAY, rows=60_000)
-    in_process = normalise_day(raw, TABLES["book_delta_v2"], DAY, tmp_path / "a.parquet")
-    processes = []
-    real = footer_worker.subprocess.Popen
-
-    def spy(*args, **kwargs):
-        processes.append(real(*args, **kwargs))
-        return processes[-1]
-
-    monkeypatch.setattr(footer_worker, "IN_PROCESS_BYTES", 0)
-    monkeypatch.setattr(footer_worker.subprocess, "Popen", spy)
-    worker = normalise_day(raw, TABLES["book_delta_v2"], DAY, tmp_path / "b.parquet")
-    assert len(processes) == 1 and processes[0].returncode == 0
-    assert (tmp_path / "b.parquet").read_bytes() == (tmp_path / "a.parquet").read_bytes()
-    assert worker.output_sha256 == in_process.output_sha256
-    assert worker.sentinel_row_groups == in_process.sentinel_row_groups != set()
+    footer = read_footer(raw)
+    edit = edit_footer(footer, RENAMES, TIME_COLUMNS)
+    new = decode_struct(edit.encode())[0]
+    before, after = footer.metadata[FMD_ROW_GROUPS][1].values, new[FMD_ROW_GROUPS][1].values
+    assert len(before) == len(after) == len(edit.group_rows) == 6
+    for old_group, new_group in zip(before, after, strict=True):
+        for old_chunk, new_chunk in zip(old_group[RG_COLUMNS][1].values,
+                                        new_group[RG_COLUMNS][1].values, strict=True):
+            old_meta, new_meta = dict(old_chunk[CC_META][1]), dict(new_chunk[CC_META][1])
+            old_path = old_meta.pop(CMD_PATH)[1].values[0].decode()
+            assert new_meta.pop(CMD_PATH)[1].values == [RENAMES.get(old_path,
+                                                                    old_path).encode()]
+            assert new_meta == old_meta
+        assert {k: v for k, v in new_group.items() if k != RG_COLUMNS} == \
+            {k: v for k, v in old_group.items() if k != RG_COLUMNS}
 
 
 @pytest.mark.parametrize("same_file", [True, False])
@@ -309,7 +317,7 @@ def test_a_footer_started_from_the_vendor_s_bytes_is_used_only_if_they_match(
         tmp_path: Path, same_file: bool) -> None:
     """The footer edit starts from the vendor's last bytes before the download; if the
     downloaded file ends otherwise (re-published in between), it is not used."""
-    from rlx_assets.lib.footer_worker import read_tail
+    from rlx_assets.lib.footer_job import read_tail
     from rlx_assets.lib.normalise import start_footer
 
     raw = write_day(tmp_path / "vendor", "trades", BTC, DAY, rows=20_000)
@@ -324,10 +332,8 @@ def test_a_footer_started_from_the_vendor_s_bytes_is_used_only_if_they_match(
     assert got.output_sha256 == expected.output_sha256
 
 
-@pytest.mark.parametrize("in_process", [True, False])
-def test_an_unreadable_footer_is_reported(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                          in_process: bool) -> None:
-    from rlx_assets.lib import footer_worker
+def test_an_unreadable_footer_is_reported(tmp_path: Path) -> None:
+    from rlx_assets.lib import footer_job
     from rlx_assets.lib.parquet_footer import NotParquet
     from rlx_assets.lib.tables import RENAMES, TIME_COLUMNS
 
@@ -335,9 +341,7 @@ def test_an_unreadable_footer_is_reported(tmp_path: Path, monkeypatch: pytest.Mo
     data = bytearray(raw.read_bytes())
     length = int.from_bytes(data[-8:-4], "little")
     data[-8 - length:-8] = b"\xff" * length  # the footer: not Thrift any more
-    if not in_process:
-        monkeypatch.setattr(footer_worker, "IN_PROCESS_BYTES", 0)
-    job = footer_worker.FooterJob(bytes(data[-8 - length:]), len(data), RENAMES, TIME_COLUMNS)
+    job = footer_job.FooterJob(bytes(data[-8 - length:]), len(data), RENAMES, TIME_COLUMNS)
     try:
         with pytest.raises(NotParquet):
             job.encode(None, "timestamp")

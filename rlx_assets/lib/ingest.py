@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from rlx_assets.lib import acceptance
 from rlx_assets.lib.checks import CheckOutcome, evaluate, failed_blocking
 from rlx_assets.lib.day_record import QUARANTINE, READY, DayRecord
-from rlx_assets.lib.footer_worker import FooterJob, read_tail
+from rlx_assets.lib.footer_job import FooterJob, read_tail
 from rlx_assets.lib.hashing import StreamHash
 from rlx_assets.lib.instruments import Instrument
 from rlx_assets.lib.lake import RAW, Lake, partition_key

@@ -25,7 +25,7 @@ from pathlib import Path
 import polars as pl
 import pyarrow as pa
 
-from rlx_assets.lib.footer_worker import FooterJob, read_tail
+from rlx_assets.lib.footer_job import FooterJob, read_tail
 from rlx_assets.lib.hashing import CHUNK_BYTES, StreamHash
 from rlx_assets.lib.parquet_footer import NotParquet, footer_tail
 from rlx_assets.lib.scan import DayScan, TimeRules

@@ -13,6 +13,7 @@ not write it back), hence this small codec; `parquet_footer` holds the parquet m
 from __future__ import annotations
 
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 STOP, TRUE, FALSE, BYTE, I16, I32, I64, DOUBLE, BINARY, LIST, SET, MAP, STRUCT = range(13)
@@ -40,10 +41,6 @@ class Map:
 Struct = dict[int, tuple[int, object]]
 
 
-class Encoded(bytes):
-    """A struct already encoded: written as it is wherever a struct value may go (a footer's
-    row groups are encoded ahead, while other work runs)."""
-
 
 def value_of(fields: Struct, fid: int, default: object = None) -> object:
     """The value of field `fid`, or `default` when the struct does not have it."""
@@ -67,6 +64,222 @@ def decode_struct(data: bytes | memoryview, offset: int = 0) -> tuple[Struct, in
 def encode_struct(value: Struct) -> bytes:
     out = bytearray()
     _write_struct(out, value)
+    return bytes(out)
+
+
+def encode_value(ctype: int, value: object) -> bytes:
+    """One value (a field's, without its header) in the compact protocol."""
+    out = bytearray()
+    _write_value(out, ctype, value)
+    return bytes(out)
+
+
+def decode_value(data: bytes, ctype: int, offset: int = 0) -> object:
+    """The value of type `ctype` starting at `offset`."""
+    try:
+        return _Reader(data, offset).value(ctype)
+    except (IndexError, struct.error, UnicodeDecodeError, RecursionError) as exc:
+        raise ThriftError(f"truncated or malformed thrift value ({exc})") from exc
+
+
+# --- walking bytes without decoding them --------------------------------------------------
+# A footer of thousands of row groups holds a million values, and an edit touches a few of
+# them: walking the bytes (finding where each value ends) is ten times faster than decoding
+# them into Python objects, and untouched spans are then copied as they are.
+
+Span = tuple[int, int, int, int]  # field id, type, value start, value end
+
+
+def _skip_varint(data: bytes, pos: int) -> int:
+    while data[pos] & 0x80:
+        pos += 1
+    return pos + 1
+
+
+def _read_varint(data: bytes, pos: int) -> tuple[int, int]:
+    shift = result = 0
+    while True:
+        b = data[pos]
+        pos += 1
+        result |= (b & 0x7F) << shift
+        if b < 0x80:
+            return result, pos
+        shift += 7
+        if shift > 70:
+            raise ThriftError("varint too long")
+
+
+def skip_value(data: bytes, pos: int, ctype: int) -> int:
+    """Where the value of type `ctype` starting at `pos` ends. (Written out inline: this is
+    the hot loop of a footer edit.)"""
+    if ctype == I32 or ctype == I64 or ctype == I16:
+        while data[pos] & 0x80:
+            pos += 1
+        return pos + 1
+    if ctype == BINARY:
+        n = shift = 0
+        while True:
+            b = data[pos]
+            pos += 1
+            n |= (b & 0x7F) << shift
+            if b < 0x80:
+                break
+            shift += 7
+        if pos + n > len(data):
+            raise ThriftError("binary runs past the end")
+        return pos + n
+    if ctype == STRUCT:
+        return skip_struct(data, pos)
+    if ctype == LIST or ctype == SET:
+        header = data[pos]
+        pos += 1
+        n, element = header >> 4, header & 0x0F
+        if n == 15:
+            n, pos = _read_varint(data, pos)
+        if element == I32 or element == I64 or element == I16:
+            for _ in range(n):
+                while data[pos] & 0x80:
+                    pos += 1
+                pos += 1
+        elif element == STRUCT:
+            for _ in range(n):
+                pos = skip_struct(data, pos)
+        else:
+            for _ in range(n):
+                pos = skip_value(data, pos, element)
+        return pos
+    if ctype in (TRUE, FALSE, BYTE):
+        return pos + 1
+    if ctype == DOUBLE:
+        return pos + 8
+    if ctype == MAP:
+        n, pos = _read_varint(data, pos)
+        if n:
+            types = data[pos]
+            pos += 1
+            for _ in range(n):
+                pos = skip_value(data, skip_value(data, pos, types >> 4), types & 0x0F)
+        return pos
+    raise ThriftError(f"unknown compact type {ctype}")
+
+
+def skip_struct(data: bytes, pos: int) -> int:
+    """Where the struct starting at `pos` ends (after its STOP)."""
+    while True:
+        header = data[pos]
+        pos += 1
+        if header == STOP:
+            return pos
+        if not header >> 4:  # a long field id follows
+            while data[pos] & 0x80:
+                pos += 1
+            pos += 1
+        ctype = header & 0x0F
+        if ctype == I32 or ctype == I64 or ctype == I16:
+            while data[pos] & 0x80:
+                pos += 1
+            pos += 1
+        elif ctype == BINARY:
+            b = data[pos]
+            if b < 0x80:
+                pos += 1 + b
+                if pos > len(data):
+                    raise ThriftError("binary runs past the end")
+            else:
+                pos = skip_value(data, pos, BINARY)
+        elif ctype != TRUE and ctype != FALSE:  # a bool field's value is its type
+            pos = skip_value(data, pos, ctype)
+
+
+def _field_header(data: bytes, pos: int, last: int) -> tuple[int, int, int]:
+    """(field id, type, position after the header) of the field header at `pos`; id 0 and
+    type STOP at the end of a struct."""
+    header = data[pos]
+    pos += 1
+    if header == STOP:
+        return 0, STOP, pos
+    delta, ctype = header >> 4, header & 0x0F
+    if delta:
+        return last + delta, ctype, pos
+    v, pos = _read_varint(data, pos)
+    return (v >> 1) ^ -(v & 1), ctype, pos
+
+
+def struct_spans(data: bytes, pos: int,
+                 visit: Callable[[int, int, int], int | None] | None = None,
+                 ) -> tuple[list[Span], int]:
+    """The fields of the struct at `pos` as (id, type, value start, value end), and where
+    the struct ends. A bool field's value is its type: an empty span. `visit(id, type,
+    start)` may walk a value itself and return where it ends (None: skip it here)."""
+    spans: list[Span] = []
+    last = 0
+    try:
+        while True:
+            fid, ctype, start = _field_header(data, pos, last)
+            if ctype == STOP:
+                return spans, start
+            end = visit(fid, ctype, start) if visit is not None else None
+            if end is None:
+                end = start if ctype in (TRUE, FALSE) else skip_value(data, start, ctype)
+            spans.append((fid, ctype, start, end))
+            pos, last = end, fid
+    except (IndexError, RecursionError) as exc:
+        raise ThriftError(f"truncated or malformed thrift struct ({exc})") from exc
+
+
+def field_spans(data: bytes, pos: int, wanted: tuple[int, ...],
+                until: int | None = None) -> tuple[dict[int, tuple[int, int, int]], int | None]:
+    """{id: (type, value start, value end)} of the `wanted` fields of the struct at `pos`
+    (the others are skipped), and where the struct ends; with `until`, the walk stops once
+    that field is read (the end is then None)."""
+    found: dict[int, tuple[int, int, int]] = {}
+    last = 0
+    try:
+        while True:
+            fid, ctype, start = _field_header(data, pos, last)
+            if ctype == STOP:
+                return found, start
+            pos = start if ctype in (TRUE, FALSE) else skip_value(data, start, ctype)
+            if fid in wanted:
+                found[fid] = (ctype, start, pos)
+                if fid == until:
+                    return found, None
+            last = fid
+    except (IndexError, RecursionError) as exc:
+        raise ThriftError(f"truncated or malformed thrift struct ({exc})") from exc
+
+
+def list_header(data: bytes, pos: int) -> tuple[int, int, int]:
+    """(element type, size, position of the first element) of the list at `pos`."""
+    header = data[pos]
+    n, element = header >> 4, header & 0x0F
+    pos += 1
+    if n == 15:
+        n, pos = _read_varint(data, pos)
+    return element, n, pos
+
+
+def encode_list_header(element: int, n: int) -> bytes:
+    out = bytearray([(min(n, 15) << 4) | element])
+    if n >= 15:
+        _varint(out, n)
+    return bytes(out)
+
+
+def assemble_struct(fields: list[tuple[int, int, bytes]]) -> bytes:
+    """A struct from (id, type, encoded value) fields in id order; a bool field carries its
+    value in its type (TRUE or FALSE) and no bytes."""
+    out = bytearray()
+    last = 0
+    for fid, ctype, value in fields:
+        if 0 < fid - last <= 15:
+            out.append(((fid - last) << 4) | ctype)
+        else:
+            out.append(ctype)
+            _zigzag(out, fid)
+        out += value
+        last = fid
+    out.append(STOP)
     return bytes(out)
 
 
@@ -231,10 +444,7 @@ def _write_value(out: bytearray, ctype: int, value: object) -> None:
             _varint(out, n)
         out += value
     elif ctype == STRUCT:
-        if isinstance(value, Encoded):
-            out += value
-        else:
-            _write_struct(out, value)
+        _write_struct(out, value)
     elif ctype in (LIST, SET):
         n = len(value.values)
         element = value.element_type
