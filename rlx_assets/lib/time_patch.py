@@ -61,6 +61,17 @@ def _relocated(chunk: Struct, data: bytes, position: int) -> tuple[Struct, bytes
     return moved, body
 
 
+def _runs(groups: list[int]) -> list[list[int]]:
+    """Sorted group indexes cut into runs of consecutive ones."""
+    runs: list[list[int]] = []
+    for group in groups:
+        if runs and runs[-1][-1] == group - 1:
+            runs[-1].append(group)
+        else:
+            runs.append([group])
+    return runs
+
+
 def write_patches(raw_path: Path, column: str, groups: Iterable[int], group_rows: list[int],
                   out, digest, compression: str = "snappy") -> dict[int, Struct]:
     """Append re-encoded chunks of `column` (nulls for sentinels) for `groups` of the file at
@@ -76,11 +87,14 @@ def write_patches(raw_path: Path, column: str, groups: Iterable[int], group_rows
         schema = pa.schema([pa.field(column, pa.int64(), nullable=True)])
         with pq.ParquetWriter(sink, schema, compression=compression, use_dictionary=False,
                               data_page_version="2.0", write_statistics=True) as writer:
-            for group in batch:
-                values = source.slice(int(starts[group]), group_rows[group]).collect()
-                table = pa.table([nulled(values.to_arrow().column(0).combine_chunks())],
-                                 schema=schema)
-                writer.write_table(table, row_group_size=max(1, table.num_rows))
+            for run in _runs(batch):  # consecutive groups: one read
+                first_row = int(starts[run[0]])
+                values = nulled(source.slice(first_row, int(starts[run[-1] + 1]) - first_row)
+                                .collect().to_arrow().column(0).combine_chunks())
+                for group in run:
+                    table = pa.table([values.slice(int(starts[group]) - first_row,
+                                                   group_rows[group])], schema=schema)
+                    writer.write_table(table, row_group_size=max(1, table.num_rows))
         data = sink.getvalue().to_pybytes()
         written_groups = items_of(footer_of("patch", data).metadata, FMD_ROW_GROUPS)
         for group, written in zip(batch, written_groups, strict=True):
