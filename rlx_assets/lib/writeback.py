@@ -26,7 +26,7 @@ _HINT = getattr(os, "POSIX_FADV_DONTNEED", None)  # not on macOS or Windows
 
 
 HINT_BYTES = 8 * 1024 * 1024  # start writeback once this much has been written since
-COPY_BYTES = 64 * 1024 * 1024  # bytes per kernel copy
+COPY_BYTES = HINT_BYTES  # bytes per kernel copy, each then handed to writeback
 _NO_KERNEL_COPY = {errno.EXDEV, errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP, errno.EBADF,
                    errno.EPERM}
 
