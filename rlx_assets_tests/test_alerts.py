@@ -1,4 +1,6 @@
-"""Issue 5: Slack alerts from check evaluations and failed runs, against a loopback Slack."""
+"""Slack alerts from check evaluations and failed runs, against a loopback Slack: incidents
+(one message when a check starts failing, one when it passes again, digests for bursts),
+failed runs, outages and rate limits, secrets."""
 
 from __future__ import annotations
 
@@ -22,8 +24,10 @@ from rlx_assets.defs.alerts import (
     build_alert_sensors,
     slack_resource_from_env,
 )
-from rlx_assets.lib import alerts as lib
+from rlx_assets.lib import alert_text as lib
+from rlx_assets.lib import slack as transports
 from rlx_assets.lib.demo_data import Fault, write_day
+from rlx_assets.lib.incidents import AlertCursor, Finding, Incidents, messages
 from rlx_assets.settings import ConfigError
 from rlx_assets_tests.conftest import materialize_day, settings_for
 from rlx_assets_tests.slack_stand_in import BOT_TOKEN, WEBHOOK_PATH, SlackStandIn
@@ -77,6 +81,16 @@ def tick(instance: dg.DagsterInstance, resource: SlackAlertsResource,
     context = dg.build_sensor_context(instance=instance, cursor=cursor,
                                       resources={"slack": resource})
     return sensor(context)
+
+
+def read_to(cursor: str | None) -> int | None:
+    """How far the sensor has read the event log, from its cursor."""
+    return AlertCursor.parse(cursor).after
+
+
+def waiting(cursor: str | None) -> int:
+    """Messages decided and not yet taken by Slack."""
+    return len(AlertCursor.parse(cursor).outbox)
 
 
 def handled_ids(instance: dg.DagsterInstance) -> list[int]:
@@ -165,8 +179,8 @@ def test_which_failed_runs_are_alerted(reason: str, classes: list[str], will_ret
 
 
 def test_redactor_removes_secrets_and_anything_shaped_like_slack_credentials() -> None:
-    redact = lib.Redactor(["http://127.0.0.1:9/services/T1/B1/secretpath123", FAKE_SECRET, "",
-                           None, "abc"])
+    redact = transports.Redactor(["http://127.0.0.1:9/services/T1/B1/secretpath123",
+                                  FAKE_SECRET, "", None, "abc"])
     text = redact(f"a {FAKE_SECRET} b /services/T1/B1/secretpath123 c xoxb-123-abc "
                   "https://hooks.slack.com/services/T9/B9/zzz abc")
     assert FAKE_SECRET not in text and "secretpath123" not in text
@@ -184,15 +198,64 @@ class _Recorder:
         self.sent.append(text)
 
 
-def test_deliver_stops_at_an_undecidable_event_and_at_the_batch_bound() -> None:
-    alerts = [lib.Alert(1, "a", "one"), lib.Alert(2, "b"), lib.Alert(3, "c", defer=True),
-              lib.Alert(4, "d", "four")]
-    transport = _Recorder()
-    result = lib.deliver(alerts, transport, cursor=None)
-    assert transport.sent == ["one"] and result.cursor == 2 and "not decidable" in result.stopped
-    bounded = lib.deliver([lib.Alert(5, "e", "five"), lib.Alert(6, "f"), lib.Alert(7, "g", "x")],
-                          transport, cursor=4, max_messages=1)
-    assert transport.sent == ["one", "five"] and bounded.cursor == 6
+def test_send_in_order_stops_at_the_first_refusal_and_at_the_batch_bound() -> None:
+    class Refusing(_Recorder):
+        def send(self, text: str) -> None:
+            if text == "two":
+                raise transports.SlackUnavailable("down")
+            super().send(text)
+
+    transport = Refusing()
+    queue = [("a", "one"), ("b", "two"), ("c", "three")]
+    result = transports.send_in_order(queue, transport)
+    assert transport.sent == ["one"] and result.count == 1 and "down" in result.stopped
+    bounded = transports.send_in_order([("c", "three"), ("d", "four")], transport,
+                                       max_messages=1)
+    assert transport.sent == ["one", "three"] and bounded.count == 1
+
+
+def _finding(n: int, passed: bool, day: int = 2, check: str = "positive_prices") -> Finding:
+    return Finding(n, "BINANCE:BTC-USDT", "trades", check, f"2024-01-{day:02d}", passed,
+                   f"text {n}", {"offending rows": float(day)})
+
+
+def test_a_failing_partition_is_one_incident_until_it_passes() -> None:
+    incidents = Incidents()
+    opened, closed = incidents.triage([_finding(1, False), _finding(2, False),  # two runs
+                                       _finding(3, False, day=3)])
+    assert [f.storage_id for f in opened] == [1, 3] and closed == []
+    opened, closed = incidents.triage([_finding(4, False), _finding(5, True),
+                                       _finding(6, True), _finding(7, False)])
+    assert [f.storage_id for f in opened] == [7] and [f.storage_id for f in closed] == [5]
+    assert set(incidents.open) == {"BINANCE:BTC-USDT|trades|positive_prices|2024-01-02",
+                                   "BINANCE:BTC-USDT|trades|positive_prices|2024-01-03"}
+
+
+def test_a_burst_of_incidents_becomes_one_digest_per_check() -> None:
+    opened = [_finding(n, False, day=n) for n in (1, 2, 3, 5)] + \
+        [_finding(10 + n, False, day=n, check="schema") for n in (1, 2)]
+    few = messages(opened, [], lambda g, r: "digest", digest_after=10)
+    assert [text for *_, text in few] == [f.text for f in sorted(opened,
+                                                                 key=lambda f: f.storage_id)]
+    out = messages(opened, [], lambda g, r: lib.digest_text(g, r, lib.Links()),
+                   digest_after=3)
+    assert len(out) == 2
+    prices, schema = (text for *_, text in out)
+    assert "*4 partitions failed* `positive_prices` on *BINANCE:BTC-USDT* `trades`" in prices
+    assert "2024-01-01..2024-01-03, 2024-01-05" in prices
+    assert "worst offending rows: 5.0 (2024-01-05)" in prices
+    assert "*2 partitions failed* `schema`" in schema
+    closed = messages([], opened[:4], lambda g, r: lib.digest_text(g, r, lib.Links()),
+                      digest_after=3)
+    assert [text.split(":")[1] for *_, text in closed] == ["white_check_mark"]
+    assert "*4 partitions recovered:*" in closed[0][2]
+
+
+def test_the_cursor_reads_its_earlier_form_and_round_trips() -> None:
+    assert AlertCursor.parse("42") == AlertCursor(after=42)
+    assert AlertCursor.parse(None) == AlertCursor() == AlertCursor.parse("not json")
+    cursor = AlertCursor(7, {"k": 3}, [("s", "t")])
+    assert AlertCursor.parse(cursor.dump()) == cursor
 
 
 # --- the sensor against a real instance ----------------------------------------------------
@@ -223,7 +286,8 @@ def test_failed_checks_and_failed_run_alert_once_each(
     assert "http://dagster.example:3000/runs/" in run
     # The runs that failed only because of blocking checks were not alerted a second time.
     assert not any("Run failed" in t for t in (positive, hole))
-    assert result.cursor == str(max(handled_ids(failing_instance)))
+    assert read_to(result.cursor) == max(handled_ids(failing_instance))
+    assert waiting(result.cursor) == 0
 
     again = sensor(dg.build_sensor_context(instance=failing_instance, definitions=defs,
                                            resources=defs.resources, cursor=result.cursor))
@@ -235,10 +299,11 @@ def test_outage_and_rate_limits_delay_alerts_but_lose_or_repeat_none(
     resource = SlackAlertsResource(webhook_url=slack.webhook_url, max_retry_wait_seconds=2)
     first_failure = min(failure_ids(failing_instance).values())
 
-    slack.fail_next(2, status=500)  # Slack is down: nothing is taken
+    assert first_failure
+    slack.fail_next(2, status=500)  # Slack is down: nothing is taken, all waits in the cursor
     down = tick(failing_instance, resource)
     assert slack.texts() == [] and slack.requests == 1
-    assert down.cursor is None or int(down.cursor) < first_failure
+    assert waiting(down.cursor) == 3
     assert "Slack did not take the alert for positive_prices" in down.skip_reason.skip_message
 
     down_again = tick(failing_instance, resource, down.cursor)
@@ -255,7 +320,8 @@ def test_outage_and_rate_limits_delay_alerts_but_lose_or_repeat_none(
     assert time.monotonic() - started >= 0.2
     texts = slack.texts()
     assert [t.split("*")[1] for t in texts] == ["Check failed:", "Check failed:", "Run failed:"]
-    assert back.cursor == str(max(handled_ids(failing_instance)))
+    assert read_to(back.cursor) == max(handled_ids(failing_instance))
+    assert waiting(back.cursor) == 0
 
     tick(failing_instance, resource, back.cursor)
     assert slack.texts() == texts  # nothing repeated
@@ -276,7 +342,8 @@ def test_events_older_than_the_max_age_are_not_posted(failing_instance: dg.Dagst
                                                        slack: SlackStandIn) -> None:
     resource = SlackAlertsResource(webhook_url=slack.webhook_url, max_age_hours=1e-6)
     result = tick(failing_instance, resource)
-    assert slack.requests == 0 and result.cursor == str(max(handled_ids(failing_instance)))
+    assert slack.requests == 0 and read_to(result.cursor) == max(handled_ids(failing_instance))
+    assert AlertCursor.parse(result.cursor).open  # counted as open, not announced
 
 
 def test_bot_token_transport_posts_to_the_channel(failing_instance: dg.DagsterInstance,
@@ -290,7 +357,7 @@ def test_bot_token_transport_posts_to_the_channel(failing_instance: dg.DagsterIn
 
     slack.bot_token = "xoxb-another-token"  # Slack rejects ours: nothing lost, nothing moves
     rejected = tick(failing_instance, resource)
-    assert int(rejected.cursor) < min(failure_ids(failing_instance).values())
+    assert waiting(rejected.cursor) == 3
     assert slack.posts == []
     assert "invalid_auth" in rejected.skip_reason.skip_message
 
@@ -300,15 +367,54 @@ def test_bot_token_transport_posts_to_the_channel(failing_instance: dg.DagsterIn
     assert [p.channel for p in slack.posts] == ["#market-data-alerts"] * 3
     assert slack.requests == 5  # rejected, rate limited, then three messages
     assert "`positive_prices`" in slack.posts[0].text
-    assert result.cursor == str(max(handled_ids(failing_instance)))
+    assert read_to(result.cursor) == max(handled_ids(failing_instance))
+    assert waiting(result.cursor) == 0
+
+
+def bad_trades(tmp_path: Path, days: list[dt.date]) -> dict[str, str]:
+    """Trades days with a negative price in a vendor directory; the lake's environment."""
+    source = tmp_path / "vendor"
+    for day in days:
+        write_day(source, "trades", BTC, day, rows=ROWS, fault=Fault.NEGATIVE_PRICE)
+    return {"CRYPTO_LAKE_SOURCE": str(source), "RLX_LAKE_ROOT": str(tmp_path / "lake")}
+
+
+def test_a_check_failing_again_in_another_run_is_not_alerted_again(
+        tmp_path: Path, slack: SlackStandIn) -> None:
+    """Contract: a failing (instrument, table, check, partition) is one incident - a manual
+    run and the new-days sensor's run failing the same check give one message."""
+    env = bad_trades(tmp_path, [BAD_PRICE_DAY])
+    resource = SlackAlertsResource(webhook_url=slack.webhook_url)
+    with dg.instance_for_test() as instance:
+        assert not materialize_day(env, "trades", BAD_PRICE_DAY, instance).success
+        cursor = tick(instance, resource).cursor
+        assert not materialize_day(env, "trades", BAD_PRICE_DAY, instance).success
+        assert not materialize_day(env, "trades", BAD_PRICE_DAY, instance).success
+        cursor = tick(instance, resource, cursor).cursor
+        assert len(slack.texts()) == 1
+        assert list(AlertCursor.parse(cursor).open) == [
+            "BINANCE:BTC-USDT|trades|positive_prices|2024-01-02"]
+
+
+def test_a_bad_month_is_one_digest_per_check(tmp_path: Path, slack: SlackStandIn) -> None:
+    days = [dt.date(2024, 1, d) for d in range(1, 7)]
+    env = bad_trades(tmp_path, days)
+    resource = SlackAlertsResource(webhook_url=slack.webhook_url, digest_after=3)
+    with dg.instance_for_test() as instance:
+        for day in days:
+            assert not materialize_day(env, "trades", day, instance).success
+        tick(instance, resource)
+    [digest] = slack.texts()
+    assert "*6 partitions failed* `positive_prices` on *BINANCE:BTC-USDT* `trades`: " \
+        "2024-01-01..2024-01-06" in digest
+    assert "worst offending rows: 1" in digest
 
 
 def test_recovered_message_when_a_failed_partition_passes_again(
         tmp_path: Path, slack: SlackStandIn) -> None:
-    source = tmp_path / "vendor"
-    env = {"CRYPTO_LAKE_SOURCE": str(source), "RLX_LAKE_ROOT": str(tmp_path / "lake")}
+    env = bad_trades(tmp_path, [BAD_PRICE_DAY])
+    source = Path(env["CRYPTO_LAKE_SOURCE"])
     resource = SlackAlertsResource(webhook_url=slack.webhook_url)
-    write_day(source, "trades", BTC, BAD_PRICE_DAY, rows=ROWS, fault=Fault.NEGATIVE_PRICE)
     with dg.instance_for_test() as instance:
         assert not materialize_day(env, "trades", BAD_PRICE_DAY, instance).success
         cursor = tick(instance, resource).cursor
@@ -362,7 +468,7 @@ def test_unconfigured_logs_what_it_would_send_and_secrets_never_leak(
         logged = capfd.readouterr()
         assert "Slack is not configured; would have sent:" in logged.err + logged.out
         assert "No vendor file for table trades" in logged.err + logged.out
-        assert unconfigured.cursor == str(max(handled_ids(instance)))
+        assert read_to(unconfigured.cursor) == max(handled_ids(instance))
 
         monkeypatch.setenv("SLACK_WEBHOOK_URL", slack.webhook_url)
         monkeypatch.setenv("SLACK_BOT_TOKEN", BOT_TOKEN)
@@ -390,7 +496,7 @@ def test_configuration_errors_name_the_variable() -> None:
     assert build_alert_sensors({"RLX_ALERT_INTERVAL_SECONDS": "2"})[0] \
         .minimum_interval_seconds == 2
     unset = slack_resource_from_env({})
-    assert isinstance(unset.transport(lambda _t: None), lib.LogTransport)
+    assert isinstance(unset.transport(lambda _t: None), transports.LogTransport)
 
 
 # --- the real daemon -----------------------------------------------------------------------

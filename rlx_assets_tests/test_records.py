@@ -60,14 +60,11 @@ def test_statuses_and_check_statuses(instance) -> None:
     assert statuses[READY] == dict.fromkeys(BLOCKING_CHECKS, "SUCCEEDED")
 
 
-def test_latest_evaluation_and_the_one_before(instance) -> None:
+def test_latest_evaluation(instance) -> None:
     failed = records.latest_evaluation(instance, KEY, POSITIVE_PRICES, BAD.isoformat())
     assert failed is not None and not failed.passed
     assert failed.metadata["violations"] and failed.run_id
     assert records.latest_evaluation(instance, KEY, POSITIVE_PRICES, NEVER.isoformat()) is None
-    # The evaluation before the failed one: none, so this is no recovery.
-    assert not records.previous_evaluation_failed(
-        instance, dg.AssetCheckKey(KEY, POSITIVE_PRICES), BAD.isoformat(), failed.run_id)
 
 
 def test_events_and_run_events(instance) -> None:

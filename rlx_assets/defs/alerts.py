@@ -1,9 +1,11 @@
 """Slack alerts: one sensor, running by default, reading the instance's event log in order.
 
-Each tick reads asset-check evaluations and run failures after the cursor (the storage id of
-the last event handled), posts one message per failed evaluation, per failed run that no check
-alert already explains and per partition whose check passes again after failing, and moves the
-cursor only past events it has handled. Message text and transports live in `lib/alerts.py`.
+Each tick reads asset-check evaluations and run failures after the cursor and decides what
+to say: a failing (instrument, table, check, partition) is one incident - one message when it
+opens, none while it stays open, one when it passes again (`lib/incidents.py`; a burst of
+new incidents becomes one digest per instrument, table and check) - and a failed run that no
+check explains gets one message. Decided messages wait in the cursor's outbox until Slack
+takes them, in order. Message text is in `lib/alert_text.py`, transports in `lib/slack.py`.
 """
 
 from __future__ import annotations
@@ -11,12 +13,15 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
 
 import dagster as dg
 
-from rlx_assets.defs.records import events_after, previous_evaluation_failed, run_step_events
+from rlx_assets.defs.records import events_after, run_step_events
 from rlx_assets.defs.resources import CREDENTIAL_NAMES
-from rlx_assets.lib import alerts as lib
+from rlx_assets.lib import alert_text as lib
+from rlx_assets.lib import slack as transports
+from rlx_assets.lib.incidents import DIGEST_AFTER, AlertCursor, Finding, Incidents, messages
 from rlx_assets.settings import ConfigError
 
 SENSOR_NAME = "slack_alerts"
@@ -31,6 +36,7 @@ SECRET_VARIABLES = ("SLACK_WEBHOOK_URL", "SLACK_BOT_TOKEN",
                     *(name for names in CREDENTIAL_NAMES.values() for name in names))
 WILL_RETRY_TAG = "dagster/will_retry"
 RETRY_NUMBER_TAG = "dagster/retry_number"
+DEFER = "defer"
 
 
 class SlackAlertsResource(dg.ConfigurableResource):
@@ -39,25 +45,26 @@ class SlackAlertsResource(dg.ConfigurableResource):
     webhook_url: str | None = None
     bot_token: str | None = None
     channel: str | None = None
-    api_base_url: str = lib.SLACK_API_URL
+    api_base_url: str = transports.SLACK_API_URL
     webserver_url: str | None = None
     timeout_seconds: int = 10
     max_retry_wait_seconds: float = 10.0
     max_messages_per_tick: int = MAX_MESSAGES_PER_TICK
     max_age_hours: float = DEFAULT_MAX_AGE_HOURS  # older events are not posted; 0: no limit
+    digest_after: int = DIGEST_AFTER  # more new incidents in one tick: one digest per check
 
-    def transport(self, log: lib.Log) -> lib.Transport:
+    def transport(self, log: transports.Log) -> transports.Transport:
         if self.webhook_url:
-            return lib.WebhookTransport(self.webhook_url, self.timeout_seconds)
+            return transports.WebhookTransport(self.webhook_url, self.timeout_seconds)
         if self.bot_token and self.channel:
-            return lib.BotTransport(self.bot_token, self.channel, self.api_base_url,
-                                    self.timeout_seconds)
-        return lib.LogTransport(log)
+            return transports.BotTransport(self.bot_token, self.channel, self.api_base_url,
+                                           self.timeout_seconds)
+        return transports.LogTransport(log)
 
-    def redactor(self) -> lib.Redactor:
+    def redactor(self) -> transports.Redactor:
         """Slack secrets and vendor credentials, read when a tick runs, never logged."""
-        return lib.Redactor([self.webhook_url, self.bot_token,
-                             *(os.environ.get(name) for name in SECRET_VARIABLES)])
+        return transports.Redactor([self.webhook_url, self.bot_token,
+                                    *(os.environ.get(name) for name in SECRET_VARIABLES)])
 
 
 def _number(env: Mapping[str, str], name: str, default: float, minimum: float = 0) -> float:
@@ -91,6 +98,7 @@ def slack_resource_from_env(env: Mapping[str, str] | None = None) -> SlackAlerts
     fields: dict[str, object] = {
         "webserver_url": webserver,
         "max_age_hours": _number(env, "RLX_ALERT_MAX_AGE_HOURS", DEFAULT_MAX_AGE_HOURS),
+        "digest_after": int(_number(env, "RLX_ALERT_DIGEST_AFTER", DIGEST_AFTER)),
     }
     if present("SLACK_WEBHOOK_URL"):
         fields["webhook_url"] = dg.EnvVar("SLACK_WEBHOOK_URL")
@@ -115,28 +123,44 @@ def _events(instance: dg.DagsterInstance, after: int) -> Iterator[tuple[int, dg.
         after = page[-1][0]
 
 
-class AlertReader:
-    """Turns event-log entries into `lib.Alert`s (a message, nothing, or "ask again later")."""
+@dataclass
+class Reading:
+    """What one tick read: findings (check evaluations), messages for failed runs, and how
+    far it got (a run whose retry decision is still due stops the reading there)."""
 
-    def __init__(self, instance: dg.DagsterInstance, links: lib.Links, redact: lib.Redactor,
-                 horizon: float | None, now: float) -> None:
+    findings: list[Finding] = field(default_factory=list)
+    runs: list[tuple[int, str, str]] = field(default_factory=list)  # (id, summary, text)
+    last: int | None = None
+    stopped: str | None = None
+
+
+class AlertReader:
+    """Turns event-log entries into findings and run-failure messages."""
+
+    def __init__(self, instance: dg.DagsterInstance, links: lib.Links,
+                 redact: transports.Redactor, horizon: float | None, now: float) -> None:
         self.instance, self.links, self.redact = instance, links, redact
         self.horizon, self.now = horizon, now
         self._runs: dict[str, dg.DagsterRun | None] = {}
 
-    def alerts(self, after: int) -> Iterator[lib.Alert]:
-        for storage_id, entry in _events(self.instance, after):
-            yield self.alert(storage_id, entry)
-
-    def alert(self, storage_id: int, entry: dg.EventLogEntry) -> lib.Alert:
-        event = entry.dagster_event
-        if event is None:
-            return lib.Alert(storage_id, f"event {storage_id}")
-        if self.horizon is not None and entry.timestamp < self.horizon:
-            return lib.Alert(storage_id, f"event {storage_id}: older than RLX_ALERT_MAX_AGE_HOURS")
-        if event.event_type == dg.DagsterEventType.ASSET_CHECK_EVALUATION:
-            return self._check(storage_id, entry)
-        return self._run_failure(storage_id, entry)
+    def read(self, after: int | None) -> Reading:
+        reading = Reading(last=after)
+        for storage_id, entry in _events(self.instance, after if after is not None else -1):
+            event = entry.dagster_event
+            recent = self.horizon is None or entry.timestamp >= self.horizon
+            if event is not None and event.event_type == \
+                    dg.DagsterEventType.ASSET_CHECK_EVALUATION:
+                reading.findings.append(self._check(storage_id, entry, recent))
+            elif event is not None and recent:
+                outcome = self._run_failure(entry)
+                if outcome == DEFER:
+                    reading.stopped = (f"run {entry.run_id[:8]} failed and its retry is not "
+                                       "decided yet; read again next tick")
+                    return reading
+                if outcome is not None:
+                    reading.runs.append((storage_id, *outcome))
+            reading.last = storage_id
+        return reading
 
     def _run(self, run_id: str) -> dg.DagsterRun | None:
         if run_id not in self._runs:
@@ -151,7 +175,7 @@ class AlertReader:
             return start if start == end else f"{start}…{end}"
         return tags.get("dagster/partition")
 
-    def _check(self, storage_id: int, entry: dg.EventLogEntry) -> lib.Alert:
+    def _check(self, storage_id: int, entry: dg.EventLogEntry, recent: bool) -> Finding:
         ev = entry.dagster_event.event_specific_data
         plain = lib.CheckEvaluation(
             asset_path=tuple(ev.asset_key.path),
@@ -164,24 +188,16 @@ class AlertReader:
             metadata={name: getattr(value, "value", value) for name, value in ev.metadata.items()},
             run_id=entry.run_id,
         )
-        summary = (f"{plain.check_name} on {ev.asset_key.to_user_string()} "
-                   f"{plain.partition or '(no partition)'}: {'passed' if ev.passed else 'FAILED'}")
         if not ev.passed:
-            return lib.Alert(storage_id, summary, self.redact(lib.check_failure_text(plain,
-                                                                                    self.links)))
-        if self._failed_before(ev, entry.run_id):
-            if "accepted" in plain.metadata:
-                return lib.Alert(storage_id, summary + " under an accepted exception",
-                                 self.redact(lib.check_accepted_text(plain, self.links)))
-            return lib.Alert(storage_id, summary + " again",
-                             self.redact(lib.check_recovered_text(plain, self.links)))
-        return lib.Alert(storage_id, summary)
-
-    def _failed_before(self, ev, run_id: str) -> bool:
-        """Whether the evaluation of the same check and partition before this one failed."""
-        return previous_evaluation_failed(self.instance, dg.AssetCheckKey(ev.asset_key,
-                                                                          ev.check_name),
-                                          ev.partition, run_id)
+            text = lib.check_failure_text(plain, self.links)
+        elif "accepted" in plain.metadata:
+            text = lib.check_accepted_text(plain, self.links)
+        else:
+            text = lib.check_recovered_text(plain, self.links)
+        instrument, table = lib.instrument_and_table(plain.asset_path)
+        return Finding(storage_id, instrument, table, plain.check_name, plain.partition,
+                       plain.passed, self.redact(text), lib.digest_figures(plain.metadata),
+                       recent)
 
     def _run_steps(self, run_id: str) -> tuple[list[lib.StepFailure], dict[str, set]]:
         """The run's failed steps, and the assets each step was to materialise."""
@@ -217,22 +233,23 @@ class AlertReader:
                 tuple(k.path) for k in run.asset_selection or ()}
         return tuple(sorted(failed))
 
-    def _run_failure(self, storage_id: int, entry: dg.EventLogEntry) -> lib.Alert:
+    def _run_failure(self, entry: dg.EventLogEntry) -> tuple[str, str] | str | None:
+        """(summary, text) for a failed run worth a message, None, or DEFER."""
         run = self._run(entry.run_id)
         summary = f"run {entry.run_id[:8]} failed"
         if run is None:
-            return lib.Alert(storage_id, summary + " (run deleted)")
+            return None  # deleted since
         will_retry = run.tags.get(WILL_RETRY_TAG)
         if will_retry is None and self.instance.run_retries_enabled \
                 and self.now - entry.timestamp < RETRY_DECISION_GRACE_SECONDS:
-            return lib.Alert(storage_id, summary, defer=True)  # the retry decision is due
+            return DEFER  # the retry decision is due
         steps, planned = self._run_steps(run.run_id)
         failure = entry.dagster_event.event_specific_data  # JobFailureData, or None
         reason_enum = getattr(failure, "failure_reason", None)
         reason = reason_enum.value if reason_enum is not None else \
             run.tags.get("dagster/failure_reason") or "UNKNOWN"
         if not lib.run_failure_worth_alerting(reason, steps, will_retry == "true"):
-            return lib.Alert(storage_id, summary + " (not alerted: retried or check failures)")
+            return None  # retried, or explained by the failed checks' own messages
         run_error = getattr(failure, "error", None)
         errors = [s.text for s in steps if s.error_class != lib.CHECK_FAILED_ERROR] or [
             lib.error_line(run_error.message) if run_error is not None
@@ -246,37 +263,44 @@ class AlertReader:
             errors=tuple(dict.fromkeys(errors)),
             retry_number=int(run.tags.get(RETRY_NUMBER_TAG, "0") or 0),
         )
-        return lib.Alert(storage_id, summary, self.redact(lib.run_failure_text(plain,
-                                                                              self.links)))
-
-
-def _parse_cursor(cursor: str | None) -> int | None:
-    return int(cursor) if cursor and cursor.strip().lstrip("-").isdigit() else None
+        return summary, self.redact(lib.run_failure_text(plain, self.links))
 
 
 def alert_tick(context: dg.SensorEvaluationContext, slack: SlackAlertsResource) -> dg.SensorResult:
     redact = slack.redactor()
     transport = slack.transport(lambda text: context.log.info(redact(text)))
-    cursor = _parse_cursor(context.cursor)
+    cursor = AlertCursor.parse(context.cursor)
     now = time.time()
-    reader = AlertReader(context.instance, lib.Links(slack.webserver_url), redact,
-                         now - slack.max_age_hours * 3600 if slack.max_age_hours > 0 else None,
-                         now)
-    result = lib.deliver(reader.alerts(cursor if cursor is not None else -1), transport,
-                         cursor=cursor, max_messages=slack.max_messages_per_tick,
-                         max_wait_seconds=slack.max_retry_wait_seconds)
-    for summary in result.sent:
+    read = Reading(last=cursor.after)
+    if not cursor.full:  # Slack has taken too little for too long: read no further yet
+        links = lib.Links(slack.webserver_url)
+        reader = AlertReader(context.instance, links, redact,
+                             now - slack.max_age_hours * 3600 if slack.max_age_hours > 0
+                             else None, now)
+        read = reader.read(cursor.after)
+        incidents = Incidents(cursor.open)
+        opened, closed = incidents.triage(read.findings)  # old events count, unannounced
+        decided = read.runs + messages(
+            [f for f in opened if f.recent], [f for f in closed if f.recent],
+            lambda group, recovered: redact(lib.digest_text(group, recovered, links)),
+            slack.digest_after)
+        cursor.outbox += [(summary, text) for _, summary, text in
+                          sorted(decided, key=lambda m: m[0])]  # in event order
+        cursor.open, cursor.after = incidents.open, read.last
+    sent = transports.send_in_order(cursor.outbox, transport,
+                                    max_messages=slack.max_messages_per_tick,
+                                    max_wait_seconds=slack.max_retry_wait_seconds)
+    for summary, _ in cursor.outbox[:sent.count]:
         context.log.info(redact(f"Alert via {transport.description}: {summary}."))
-    if result.stopped:
-        context.log.warning(redact(f"Stopped after {result.handled} event(s): {result.stopped}. "
-                                   "The next tick resumes from there."))
-    text = f"{len(result.sent)} alert(s) sent for {result.handled} event(s) read"
-    if result.stopped:
-        text += f"; stopped: {result.stopped}"
-    return dg.SensorResult(
-        skip_reason=redact(text),
-        cursor=str(result.cursor) if result.cursor is not None else context.cursor,
-    )
+    cursor.outbox = cursor.outbox[sent.count:]
+    stopped = sent.stopped or read.stopped
+    if stopped:
+        context.log.warning(redact(f"{stopped}. The next tick resumes from there."))
+    text = (f"{sent.count} alert(s) sent; {len(cursor.open)} incident(s) open; "
+            f"{len(cursor.outbox)} message(s) waiting")
+    return dg.SensorResult(skip_reason=redact(text + (f"; stopped: {stopped}" if stopped
+                                                      else "")),
+                           cursor=cursor.dump())
 
 
 def build_alert_sensors(env: Mapping[str, str] | None = None) -> list[dg.SensorDefinition]:
@@ -287,9 +311,10 @@ def build_alert_sensors(env: Mapping[str, str] | None = None) -> list[dg.SensorD
         name=SENSOR_NAME,
         minimum_interval_seconds=interval,
         default_status=dg.DefaultSensorStatus.RUNNING,
-        description="Posts to Slack one message per failed asset-check evaluation (with its "
-                    "figures), per failed run not explained by a check, and when a failed "
-                    "partition's check passes again. Logs the messages if Slack is not set up.",
+        description="Posts to Slack one message when a (instrument, table, check, partition) "
+                    "starts failing (with its figures; a burst becomes one digest per check) "
+                    "and one when it passes again, and one per failed run not explained by a "
+                    "check. Logs the messages if Slack is not set up.",
     )
     def slack_alerts(context: dg.SensorEvaluationContext,
                      slack: SlackAlertsResource) -> dg.SensorResult:

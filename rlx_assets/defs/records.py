@@ -119,21 +119,6 @@ def evaluation_target(instance: dg.DagsterInstance, key: dg.AssetKey, partition:
         storage_id=record.storage_id, run_id=record.run_id, timestamp=record.timestamp)
 
 
-def previous_evaluation_failed(instance: dg.DagsterInstance, check: dg.AssetCheckKey,
-                               partition: str | None, run_id: str) -> bool:
-    """Whether the evaluation of `check` for `partition` before the one run `run_id` made
-    failed (so that this one is a recovery)."""
-    history = instance.event_log_storage.get_asset_check_execution_history(
-        check, limit=20, partition_filter=PartitionKeyFilter(key=partition))
-    found = False
-    for record in history:  # newest first
-        if not found:
-            found = record.run_id == run_id
-        elif record.status.value in ("SUCCEEDED", "FAILED"):
-            return record.status.value == "FAILED"
-    return False
-
-
 @dataclass(frozen=True)
 class Evaluation:
     """One check evaluation as recorded: what `rlx-assets accept` binds to."""

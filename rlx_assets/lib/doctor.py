@@ -16,9 +16,9 @@ from dataclasses import dataclass
 from urllib.parse import urlsplit, urlunsplit
 
 from rlx_assets.defs.resources import CREDENTIAL_NAMES
-from rlx_assets.lib.alerts import Redactor
 from rlx_assets.lib.instruments import instrument_prefix
 from rlx_assets.lib.lake import Lake, LakeError
+from rlx_assets.lib.slack import Redactor
 from rlx_assets.lib.tables import TABLES
 from rlx_assets.lib.vendor import CREDENTIAL_VARIABLES, LocalSource
 from rlx_assets.settings import ConfigError, Settings

@@ -8,18 +8,49 @@ incidents open in one tick - a backfill over a bad vendor month - they are annou
 digest per instrument, table and check, listing the days as ranges and the worst figures,
 instead of one message per day.
 
-`Incidents` is the set of open incidents; it travels in the sensor's cursor as JSON.
+`AlertCursor` is what the sensor carries from tick to tick, as JSON: how far it has read the
+event log, the open incidents, and an outbox of messages decided but not yet taken by Slack
+(when Slack is down or rate-limits, they wait there: nothing is lost or decided twice).
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import json
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from rlx_assets.lib.inventory import day_ranges
-
 DIGEST_AFTER = 10  # more new incidents than this in one tick: digests instead
+OUTBOX_LIMIT = 500  # messages kept waiting for Slack; the event log is not read further
+
+
+@dataclass
+class AlertCursor:
+    after: int | None = None  # storage id of the last event handled
+    open: dict[str, int] = field(default_factory=dict)  # incident key -> opening event
+    outbox: list[tuple[str, str]] = field(default_factory=list)  # (summary, text) to send
+
+    @classmethod
+    def parse(cls, text: str | None) -> AlertCursor:
+        """The cursor, from JSON or from the plain storage id earlier versions kept."""
+        if not text or not text.strip():
+            return cls()
+        if text.strip().lstrip("-").isdigit():
+            return cls(after=int(text))
+        try:
+            data = json.loads(text)
+            return cls(data.get("after"), {str(k): int(v) for k, v in data["open"].items()},
+                       [(str(a), str(b)) for a, b in data.get("outbox", [])])
+        except (ValueError, KeyError, TypeError, AttributeError):
+            return cls()
+
+    def dump(self) -> str:
+        return json.dumps({"after": self.after, "open": self.open, "outbox": self.outbox},
+                          sort_keys=True, separators=(",", ":"))
+
+    @property
+    def full(self) -> bool:
+        return len(self.outbox) >= OUTBOX_LIMIT
 
 
 @dataclass(frozen=True)
@@ -34,6 +65,7 @@ class Finding:
     passed: bool
     text: str  # the message for this evaluation alone (failed, recovered or accepted)
     figures: Mapping[str, float] = field(default_factory=dict)  # for digests: worst-of
+    recent: bool = True  # within RLX_ALERT_MAX_AGE_HOURS: announced (else only counted)
 
     @property
     def key(self) -> str:
@@ -59,35 +91,30 @@ class Incidents:
         return opened, closed
 
 
-@dataclass(frozen=True)
-class Message:
-    summary: str  # for the tick log
-    text: str
-
-
 def messages(opened: Sequence[Finding], closed: Sequence[Finding],
-             digest_after: int = DIGEST_AFTER,
-             digest_text: Callable[[list[Finding]], str] | None = None) -> list[Message]:
-    """The messages for one tick: one per incident, or digests when many opened."""
-    out: list[Message] = []
-    if len(opened) > digest_after:
+             digest: Callable[[list[Finding], bool], str], digest_after: int = DIGEST_AFTER,
+             ) -> list[tuple[int, str, str]]:
+    """(storage id, summary, text) for one tick: one per incident opened or closed, at its
+    event, or - when more than `digest_after` opened (or closed) - one digest per
+    instrument, table and check, at its group's last event."""
+    out: list[tuple[int, str, str]] = []
+    for findings, recovered in ((opened, False), (closed, True)):
+        verdict = "passes again" if recovered else "FAILED"
+        if len(findings) <= digest_after:
+            out += [(f.storage_id, f"{f.check} on {f.instrument} {f.table} {f.partition}: "
+                     f"{verdict}", f.text) for f in findings]
+            continue
         groups: dict[tuple[str, str, str], list[Finding]] = {}
-        for finding in opened:
+        for finding in findings:
             groups.setdefault((finding.instrument, finding.table, finding.check),
                               []).append(finding)
-        text = digest_text or plain_digest
         for (instrument, table, check), group in groups.items():
-            out.append(Message(f"digest: {check} on {instrument} {table}, {len(group)} "
-                               "partition(s)", text(group)))
-    else:
-        out += [Message(f"{f.check} on {f.instrument} {f.table} {f.partition}: FAILED",
-                        f.text) for f in opened]
-    out += [Message(f"{f.check} on {f.instrument} {f.table} {f.partition}: passes again",
-                    f.text) for f in closed]
-    return out
+            out.append((group[-1].storage_id, f"digest: {check} on {instrument} {table}, "
+                        f"{len(group)} partition(s) {verdict}", digest(group, recovered)))
+    return sorted(out, key=lambda m: m[0])
 
 
-def _days(findings: Iterable[Finding]) -> list[dt.date]:
+def days_of(findings: Iterable[Finding]) -> list[dt.date]:
     days = []
     for f in findings:
         try:
@@ -105,14 +132,3 @@ def worst(findings: Sequence[Finding]) -> dict[str, tuple[float, str | None]]:
             if name not in out or value > out[name][0]:
                 out[name] = (value, f.partition)
     return out
-
-
-def plain_digest(group: list[Finding]) -> str:
-    first = group[0]
-    days = _days(group)
-    where = day_ranges(days) if days else ", ".join(f.partition or "-" for f in group)
-    lines = [f"{len(group)} partitions of {first.instrument} {first.table} failed "
-             f"{first.check}: {where}"]
-    lines += [f"worst {name}: {value:,.1f} ({partition})"
-              for name, (value, partition) in worst(group).items()]
-    return "\n".join(lines)

@@ -13,7 +13,7 @@ not write it back), hence this small codec; `parquet_footer` holds the parquet m
 from __future__ import annotations
 
 import struct
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 STOP, TRUE, FALSE, BYTE, I16, I32, I64, DOUBLE, BINARY, LIST, SET, MAP, STRUCT = range(13)
@@ -117,14 +117,7 @@ def skip_value(data: bytes, pos: int, ctype: int) -> int:
             pos += 1
         return pos + 1
     if ctype == BINARY:
-        n = shift = 0
-        while True:
-            b = data[pos]
-            pos += 1
-            n |= (b & 0x7F) << shift
-            if b < 0x80:
-                break
-            shift += 7
+        n, pos = _read_varint(data, pos)
         if pos + n > len(data):
             raise ThriftError("binary runs past the end")
         return pos + n
@@ -205,26 +198,33 @@ def _field_header(data: bytes, pos: int, last: int) -> tuple[int, int, int]:
     return (v >> 1) ^ -(v & 1), ctype, pos
 
 
+def _walk(data: bytes, pos: int, visit: Callable[[int, int, int], int | None] | None = None,
+          ) -> Iterator[Span]:
+    """The fields of the struct at `pos`, then (0, STOP, end, end) where the struct ends."""
+    last = 0
+    try:
+        while True:
+            fid, ctype, start = _field_header(data, pos, last)
+            if ctype == STOP:
+                yield 0, STOP, start, start
+                return
+            end = visit(fid, ctype, start) if visit is not None else None
+            if end is None:
+                end = start if ctype in (TRUE, FALSE) else skip_value(data, start, ctype)
+            yield fid, ctype, start, end
+            pos, last = end, fid
+    except (IndexError, RecursionError) as exc:
+        raise ThriftError(f"truncated or malformed thrift struct ({exc})") from exc
+
+
 def struct_spans(data: bytes, pos: int,
                  visit: Callable[[int, int, int], int | None] | None = None,
                  ) -> tuple[list[Span], int]:
     """The fields of the struct at `pos` as (id, type, value start, value end), and where
     the struct ends. A bool field's value is its type: an empty span. `visit(id, type,
     start)` may walk a value itself and return where it ends (None: skip it here)."""
-    spans: list[Span] = []
-    last = 0
-    try:
-        while True:
-            fid, ctype, start = _field_header(data, pos, last)
-            if ctype == STOP:
-                return spans, start
-            end = visit(fid, ctype, start) if visit is not None else None
-            if end is None:
-                end = start if ctype in (TRUE, FALSE) else skip_value(data, start, ctype)
-            spans.append((fid, ctype, start, end))
-            pos, last = end, fid
-    except (IndexError, RecursionError) as exc:
-        raise ThriftError(f"truncated or malformed thrift struct ({exc})") from exc
+    *spans, (_, _, end, _) = _walk(data, pos, visit)
+    return spans, end
 
 
 def field_spans(data: bytes, pos: int, wanted: tuple[int, ...],
@@ -233,20 +233,14 @@ def field_spans(data: bytes, pos: int, wanted: tuple[int, ...],
     (the others are skipped), and where the struct ends; with `until`, the walk stops once
     that field is read (the end is then None)."""
     found: dict[int, tuple[int, int, int]] = {}
-    last = 0
-    try:
-        while True:
-            fid, ctype, start = _field_header(data, pos, last)
-            if ctype == STOP:
-                return found, start
-            pos = start if ctype in (TRUE, FALSE) else skip_value(data, start, ctype)
-            if fid in wanted:
-                found[fid] = (ctype, start, pos)
-                if fid == until:
-                    return found, None
-            last = fid
-    except (IndexError, RecursionError) as exc:
-        raise ThriftError(f"truncated or malformed thrift struct ({exc})") from exc
+    for fid, ctype, start, end in _walk(data, pos):
+        if ctype == STOP:
+            return found, start
+        if fid in wanted:
+            found[fid] = (ctype, start, end)
+            if fid == until:
+                return found, None
+    raise AssertionError("unreachable: a walk ends with STOP")
 
 
 def list_header(data: bytes, pos: int) -> tuple[int, int, int]:
@@ -388,16 +382,7 @@ class _Reader:
                 pos = self.pos
             # The commonest fields, inline: integers and short strings.
             if ctype in _INTS:
-                shift = result = 0
-                while True:
-                    b = data[pos]
-                    pos += 1
-                    result |= (b & 0x7F) << shift
-                    if b < 0x80:
-                        break
-                    shift += 7
-                    if shift > 70:
-                        raise ThriftError("varint too long")
+                result, pos = _read_varint(data, pos)
                 fields[fid] = (ctype, (result >> 1) ^ -(result & 1))
                 self.pos = pos
             elif ctype == BINARY and data[pos] < 0x80:

@@ -1,31 +1,21 @@
-"""Slack alerts without Dagster: message text, transports, secret redaction, in-order delivery.
+"""What Slack alerts say, without Dagster: message text from plain values.
 
-Messages are Slack mrkdwn text built from plain values (a check evaluation, a failed run), so
-they are testable without an instance. `deliver` sends them in event-log order and stops at the
-first one Slack does not take: the caller's cursor then points at the last event handled, so a
-later tick resumes there and nothing is lost or sent twice.
+Messages are Slack mrkdwn built from a check evaluation, a failed run or a digest of
+incidents (`incidents.py`), so they are testable without an instance.
 """
 
 from __future__ import annotations
 
-import logging
 import re
-import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote
 
-SLACK_API_URL = "https://slack.com/api/"
+from rlx_assets.lib.incidents import Finding, days_of, worst
+from rlx_assets.lib.inventory import day_ranges
+
 MAX_TEXT_CHARS = 3000  # well below Slack's limits, so no alert is ever rejected for its size
 MAX_SAMPLE_TIMES = 3
-REDACTED = "[redacted]"
-_SECRET_PATTERNS = (
-    re.compile(r"xox[a-z]-[A-Za-z0-9-]+"),  # Slack tokens
-    re.compile(r"https?://hooks\.slack(?:-gov)?\.com/\S+"),  # Slack webhook URLs
-)
-
-Log = Callable[[str], None]
 
 
 # --- what an alert is about ----------------------------------------------------------------
@@ -258,198 +248,41 @@ def error_line(text: str, limit: int = 400) -> str:
     return first if len(first) <= limit else first[: limit - 1] + "…"
 
 
-# --- secrets -------------------------------------------------------------------------------
+# --- digests of many incidents ---------------------------------------------------------------
 
-class Redactor:
-    """Removes known secret values (and anything shaped like a Slack token or webhook URL)."""
-
-    def __init__(self, secrets: Iterable[str | None]) -> None:
-        values: set[str] = set()
-        for secret in filter(None, secrets):
-            values.add(secret)
-            path = urlsplit(secret).path if "://" in secret else ""
-            if len(path) >= 8:  # a webhook URL's path is the secret part
-                values.add(path)
-        # Short values would redact ordinary words; credentials are long.
-        self._values = sorted((v for v in values if len(v) >= 6), key=len, reverse=True)
-
-    def __call__(self, text: str) -> str:
-        for value in self._values:
-            text = text.replace(value, REDACTED)
-        for pattern in _SECRET_PATTERNS:
-            text = pattern.sub(REDACTED, text)
-        return text
+DIGEST_FIGURES = {  # metadata value -> how a digest names its worst
+    "offending_row_count": "offending rows",
+    "largest_gap_seconds": "largest hole (s)",
+    "holes_over_threshold": "holes over the threshold",
+    "unsorted_rows": "times going backwards",
+    "rows_outside_day": "rows outside the day",
+    "sequence_number_decreases": "sequence steps back",
+}
 
 
-# --- transports ----------------------------------------------------------------------------
-
-class SlackUnavailable(Exception):
-    """Slack did not take a message; `retry_after` is its Retry-After in seconds, if any."""
-
-    def __init__(self, detail: str, retry_after: float | None = None) -> None:
-        super().__init__(detail)
-        self.detail = detail
-        self.retry_after = retry_after
+def digest_figures(metadata: Mapping[str, object]) -> dict[str, float]:
+    """The numbers of a failed evaluation that a digest compares (the worst one is named)."""
+    return {label: float(metadata[name]) for name, label in DIGEST_FIGURES.items()
+            if isinstance(metadata.get(name), int | float) and metadata[name]}
 
 
-class Transport(Protocol):
-    description: str
-
-    def send(self, text: str) -> None:
-        """Post one message or raise `SlackUnavailable`."""
-
-
-def _quiet_logger() -> logging.Logger:
-    """slack_sdk logs request URLs (a webhook URL is a secret) on retries and at debug level."""
-    logger = logging.getLogger("rlx_assets.alerts.slack_sdk")
-    logger.propagate = False
-    logger.setLevel(logging.CRITICAL)
-    if not logger.handlers:
-        logger.addHandler(logging.NullHandler())
-    return logger
-
-
-def retry_after_seconds(headers: Mapping[str, object] | None) -> float | None:
-    for name, value in (headers or {}).items():
-        if name.lower() == "retry-after":
-            raw = value[0] if isinstance(value, list | tuple) and value else value
-            try:
-                return max(0.0, float(str(raw)))
-            except ValueError:
-                return None
-    return None
-
-
-class WebhookTransport:
-    description = "Slack incoming webhook"
-
-    def __init__(self, url: str, timeout_seconds: int = 10) -> None:
-        from slack_sdk.webhook import WebhookClient
-
-        self._client = WebhookClient(url, timeout=timeout_seconds, logger=_quiet_logger(),
-                                     retry_handlers=[])
-
-    def send(self, text: str) -> None:
-        try:
-            response = self._client.send(text=text, unfurl_links=False, unfurl_media=False)
-        except Exception as exc:  # connection refused, timeout, DNS: all mean "not now"
-            raise SlackUnavailable(f"request failed: {type(exc).__name__}: {exc}") from None
-        if response.status_code != 200:
-            raise SlackUnavailable(
-                f"answered HTTP {response.status_code} {str(response.body)[:100]!r}",
-                retry_after_seconds(response.headers),
-            )
-
-
-class BotTransport:
-    description = "Slack Web API (chat.postMessage)"
-
-    def __init__(self, token: str, channel: str, base_url: str = SLACK_API_URL,
-                 timeout_seconds: int = 10) -> None:
-        from slack_sdk import WebClient
-
-        self._channel = channel
-        self._client = WebClient(token=token, base_url=base_url.rstrip("/") + "/",
-                                 timeout=timeout_seconds, logger=_quiet_logger(),
-                                 retry_handlers=[])
-
-    def send(self, text: str) -> None:
-        from slack_sdk.errors import SlackApiError
-
-        try:
-            self._client.chat_postMessage(channel=self._channel, text=text, unfurl_links=False,
-                                          unfurl_media=False)
-        except SlackApiError as exc:
-            response = exc.response
-            error = response.get("error") if isinstance(response.data, dict) else None
-            raise SlackUnavailable(f"answered HTTP {response.status_code} ({error})",
-                                   retry_after_seconds(response.headers)) from None
-        except Exception as exc:
-            raise SlackUnavailable(f"request failed: {type(exc).__name__}: {exc}") from None
-
-
-class LogTransport:
-    """No Slack configured: log what would have been sent; never fails."""
-
-    description = "log only (set SLACK_WEBHOOK_URL, or SLACK_BOT_TOKEN and SLACK_CHANNEL)"
-
-    def __init__(self, log: Log) -> None:
-        self._log = log
-
-    def send(self, text: str) -> None:
-        self._log(f"Slack is not configured; would have sent:\n{text}")
-
-
-# --- delivery ------------------------------------------------------------------------------
-
-@dataclass(frozen=True)
-class Alert:
-    """The outcome of reading one event: a message to send, nothing (`text=None`), or
-    `defer` when the event cannot be judged yet and must be read again on a later tick."""
-
-    storage_id: int
-    summary: str
-    text: str | None = None
-    defer: bool = False
-
-
-@dataclass
-class Delivery:
-    cursor: int | None
-    sent: list[str] = field(default_factory=list)
-    handled: int = 0
-    stopped: str | None = None  # why the tick stopped before the end of the events read
-
-
-def deliver(
-    alerts: Iterable[Alert],
-    transport: Transport,
-    *,
-    cursor: int | None,
-    max_messages: int = 20,
-    max_wait_seconds: float = 10.0,
-    budget_seconds: float = 40.0,
-    sleep: Callable[[float], None] = time.sleep,
-    clock: Callable[[], float] = time.monotonic,
-) -> Delivery:
-    """Send alerts in order; the returned cursor is the storage id of the last event handled.
-
-    A rate limit whose Retry-After fits in `max_wait_seconds` (and the tick's budget) is waited
-    out; any other refusal stops the tick so that the next one starts at the unsent alert.
-    """
-    deadline = clock() + budget_seconds
-    result = Delivery(cursor=cursor)
-    for alert in alerts:
-        if alert.defer:
-            result.stopped = f"{alert.summary}: not decidable yet, read again next tick"
-            break
-        if alert.text is not None:
-            if len(result.sent) >= max_messages:
-                result.stopped = f"{max_messages} messages sent, the batch for this tick"
-                break
-            problem = _send(transport, alert.text, deadline, max_wait_seconds, sleep, clock)
-            if problem:
-                result.stopped = f"Slack did not take the alert for {alert.summary}: {problem}"
-                break
-            result.sent.append(alert.summary)
-        result.cursor = alert.storage_id
-        result.handled += 1
-    return result
-
-
-def _send(transport: Transport, text: str, deadline: float, max_wait: float,
-          sleep: Callable[[float], None], clock: Callable[[], float]) -> str | None:
-    """None once sent, else why not."""
-    for _attempt in range(3):
-        if clock() > deadline:
-            return "out of time for this tick"
-        try:
-            transport.send(text)
-            return None
-        except SlackUnavailable as exc:
-            wait = exc.retry_after
-            if wait is None or wait > max_wait or clock() + wait > deadline:
-                later = f" (Retry-After {wait:g} s)" if wait is not None else ""
-                return f"{exc.detail}{later}"
-            sleep(wait)
-    return "still rate limited after waiting"
+def digest_text(group: Sequence[Finding], recovered: bool, links: Links) -> str:
+    """One message for many partitions failing (or passing again) one check of one
+    instrument and table: the days as ranges, and the worst figures where they failed."""
+    first = group[0]
+    days = days_of(group)
+    where = day_ranges(days, limit=20) if days else ", ".join(f.partition or "-" for f in group)
+    if recovered:
+        lines = [f":white_check_mark: *{len(group)} partitions recovered:* "
+                 f"`{escape(first.check)}` passes again on *{escape(first.instrument)}* "
+                 f"`{escape(first.table)}`: {escape(where)}"]
+    else:
+        lines = [f":rotating_light: *{len(group)} partitions failed* `{escape(first.check)}` "
+                 f"on *{escape(first.instrument)}* `{escape(first.table)}`: {escape(where)}"]
+        lines += [f"• worst {label}: {_number(value)} ({escape(partition or '-')})"
+                  for label, (value, partition) in worst(group).items()]
+    path = (*first.instrument.lower().replace("-", "_").split(":"), first.table)
+    ref = _link(links.asset(path, first.check), "check in Dagster")
+    if ref:
+        lines.append(ref)
+    return _clip("\n".join(lines))
