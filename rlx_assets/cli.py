@@ -42,7 +42,8 @@ def backfill(defs, instance, settings, days: list[dt.date], tables: list[str],
     """
     import dagster as dg
 
-    from rlx_assets.defs.assets import table_key, table_run_config
+    from rlx_assets.defs.assets import table_run_config
+    from rlx_assets.defs.keys import table_key
 
     outcomes: dict[tuple[str, str], dict[str, bool]] = {}
     rows: dict[str, int] = {table: 0 for table in tables}
@@ -78,7 +79,7 @@ def demo(args: argparse.Namespace) -> int:
 
     from rlx_assets.definitions import build_definitions
     from rlx_assets.defs.catalog import CATALOG_KEY
-    from rlx_assets.defs.certificate import certificate_key
+    from rlx_assets.defs.keys import certificate_key
     from rlx_assets.lib.certificate import window_days
     from rlx_assets.lib.demo_data import Fault, Habits, write_day, write_demo_lake
     from rlx_assets.lib.lake import Lake
@@ -194,7 +195,7 @@ def status(args: argparse.Namespace) -> int:
 
     import dagster as dg
 
-    from rlx_assets.defs.status import collect_states
+    from rlx_assets.defs.status import certificate_states, collect_states
     from rlx_assets.lib.lake import LakeError
     from rlx_assets.lib.status import LEGEND, calendar
     from rlx_assets.settings import ConfigError, Settings
@@ -206,18 +207,23 @@ def status(args: argparse.Namespace) -> int:
         print(exc)
         return 2
     try:
-        states = collect_states(dg.DagsterInstance.get(), settings, args.table or None)
+        instance = dg.DagsterInstance.get()
+        states = collect_states(instance, settings, args.table or None)
+        certificates = certificate_states(instance, settings)
     except LakeError as exc:
         print(exc)
         return 1
     if args.json:
         sys.stdout.write(json.dumps([{"instrument": s.instrument, "table": s.table,
                            "day": s.day.isoformat(), "state": s.state,
-                           "failed_checks": list(s.failed_checks)} for s in states], indent=1)
+                           "failed_checks": list(s.failed_checks),
+                           "accepted_checks": list(s.accepted)} for s in states], indent=1)
                          + "\n")
         return 0
     print(f"Window {settings.start_date}..{settings.window_end()}   {LEGEND}")
     print("\n".join(calendar(states)))
+    for instrument, state, why in certificates:
+        print(f"Certificate {instrument}: {state} ({why})")
     return 0
 
 

@@ -24,9 +24,9 @@ from rlx_assets.cli import main
 from rlx_assets.definitions import build_definitions
 from rlx_assets.defs import acceptances
 from rlx_assets.defs.alerts import SlackAlertsResource, build_alert_sensors
-from rlx_assets.defs.assets import table_key, table_run_config
+from rlx_assets.defs.assets import table_run_config
 from rlx_assets.defs.catalog import CATALOG_KEY
-from rlx_assets.defs.certificate import certificate_key
+from rlx_assets.defs.keys import certificate_key, table_key
 from rlx_assets.defs.status import collect_states
 from rlx_assets.lib import acceptance as acc
 from rlx_assets.lib.demo_data import Habits

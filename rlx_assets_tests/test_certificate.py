@@ -53,6 +53,17 @@ class Lake:
                               resources=self.defs.resources, raise_on_error=False,
                               selection=[CERT])
 
+    def certified(self) -> tuple[str, str] | None:
+        """The latest status and description of the certificate's own check."""
+        from rlx_assets.defs.keys import certified_check
+
+        history = self.instance.event_log_storage.get_asset_check_execution_history(
+            certified_check(BTC), limit=1)
+        if not history:
+            return None
+        evaluation = history[0].event.asset_check_evaluation
+        return history[0].status.value, evaluation.description
+
     def requested(self) -> int:
         return self.requested_for(CERT)
 
@@ -92,6 +103,10 @@ def test_certificate_waits_for_every_partition_then_fires_once(lake: Lake) -> No
     text = _failure_text(refused)
     assert "trades 2024-01-02: quarantined (positive_prices failed)" in text
     assert "refused: 1 partition problem(s)" in text
+    status, description = lake.certified()  # on the certificate's page too
+    assert status == "FAILED"
+    assert description == ("refused: 1 partition problem(s), first: trades 2024-01-02: "
+                           "quarantined (positive_prices failed)")
     assert not (lake.lake / "certificates").exists(), "no partial certificate"
 
     lake.publish("trades", DAYS[1])  # the vendor re-publishes a clean day
@@ -153,11 +168,21 @@ def test_a_quarantined_day_withdraws_the_certificates_that_cover_it(lake: Lake) 
         path.write_text(certificate.read_text())
     assert certificate.exists()
 
+    assert lake.certified() == ("SUCCEEDED", f"issued for 2024-01-01..2024-01-02: {certificate}")
     lake.publish("trades", DAYS[1], Fault.NEGATIVE_PRICE)  # the vendor re-publishes it broken
     assert not lake.materialize(DAYS[1], tables=("trades",))
     assert not certificate.exists(), "the certificate no longer vouches for a quarantined day"
     assert other_window.exists() and other_instrument.exists()
     assert lake.requested() == 0, "not re-issued while the day fails"
+    # Visible in Dagster: the certificate's own check fails, saying why.
+    status, text = lake.certified()
+    assert status == "FAILED"
+    assert text.startswith("withdrawn: trades 2024-01-02 failed positive_prices")
+
+    lake.publish("trades", DAYS[1])  # fixed: re-issued, and the check passes again
+    assert lake.materialize(DAYS[1], tables=("trades",))
+    assert lake.requested() == 1 and lake.certify().success
+    assert lake.certified()[0] == "SUCCEEDED" and certificate.exists()
 
 
 def test_a_refused_certificate_withdraws_the_earlier_one(lake: Lake) -> None:

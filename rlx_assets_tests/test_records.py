@@ -15,7 +15,7 @@ import dagster as dg
 import pytest
 
 from rlx_assets.defs import records
-from rlx_assets.defs.assets import table_key
+from rlx_assets.defs.keys import table_key
 from rlx_assets.defs.partitions import daily_partitions
 from rlx_assets.lib.checks import BLOCKING_CHECKS, POSITIVE_PRICES
 from rlx_assets.lib.day_record import DayRecord

@@ -21,7 +21,7 @@ import pytest
 
 from rlx_assets.definitions import build_definitions
 from rlx_assets.defs.catalog import CATALOG_KEY
-from rlx_assets.defs.certificate import certificate_key
+from rlx_assets.defs.keys import certificate_key
 from rlx_assets.defs.status import collect_states
 from rlx_assets.lib.catalog import connect_to_lake
 from rlx_assets.lib.demo_data import DEMO_ROWS, Fault

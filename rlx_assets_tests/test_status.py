@@ -8,10 +8,12 @@ import json
 import pytest
 
 from rlx_assets.cli import main
+from rlx_assets.defs.keys import table_key
 from rlx_assets.defs.status import collect_states
 from rlx_assets.lib.demo_data import Fault
 from rlx_assets.lib.status import PartitionState, calendar, partition_state
 from rlx_assets.lib.tables import TABLES
+from rlx_assets_tests.stand_ins import BTC
 from rlx_assets_tests.test_certificate import DAYS, Lake
 
 OK = {"schema": "SUCCEEDED", "positive_prices": "SUCCEEDED", "temporal_continuity": "SUCCEEDED"}
@@ -60,7 +62,13 @@ def test_status_reads_instance_and_lake(tmp_path, monkeypatch, capsys) -> None:
     assert [(r["day"], r["state"]) for r in rows] == [("2024-01-01", "quarantined"),
                                                        ("2024-01-02", "ready")]
     assert main(["status"]) == 0
-    assert "2024-01  Q#" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "2024-01  Q#" in out
+    assert "Certificate BINANCE:BTC-USDT: not issued (never asked for yet)" in out
+    assert not lake.certify().success  # asked for too early: refused, and status says so
+    assert main(["status"]) == 0
+    assert "Certificate BINANCE:BTC-USDT: refused (refused: 3 partition problem(s), first: " \
+        "trades 2024-01-01: quarantined (positive_prices failed))" in capsys.readouterr().out
 
 
 def test_recheck_from_raw_after_threshold_change(tmp_path) -> None:
@@ -78,7 +86,7 @@ def test_recheck_from_raw_after_threshold_change(tmp_path) -> None:
     shutil.rmtree(lake.vendor)  # the vendor is gone: only raw/ remains
 
     strict = build_definitions(settings_for({**lake.env, "RLX_MAX_GAP_SECONDS": "trades=1"}))
-    key = dg.AssetKey(["binance", "btc_usdt", "trades"])
+    key = table_key(BTC, "trades")
     result = dg.materialize(
         [strict.get_assets_def(key)], partition_key=DAYS[0].isoformat(),
         instance=lake.instance, resources=strict.resources, raise_on_error=False,

@@ -18,7 +18,7 @@ import dagster as dg
 import pytest
 
 from rlx_assets.definitions import build_definitions
-from rlx_assets.defs.assets import table_key
+from rlx_assets.defs.keys import table_key
 from rlx_assets.lib.demo_data import Fault, write_day
 from rlx_assets.lib.tables import TABLES
 from rlx_assets_tests.browser import browser, chromium_or_skip

@@ -16,7 +16,8 @@ import getpass
 import dagster as dg
 from pydantic import Field
 
-from rlx_assets.defs.assets import table_key, table_run_config
+from rlx_assets.defs.assets import table_run_config
+from rlx_assets.defs.keys import table_key
 from rlx_assets.defs.records import latest_evaluation, recorded_days
 from rlx_assets.defs.resources import LakeResource
 from rlx_assets.lib import acceptance as acc

@@ -21,7 +21,9 @@ from rlx_assets.defs.day_events import (
     earlier_attempts,
     partition_metadata,
     record_day,
+    withdrawal,
 )
+from rlx_assets.defs.keys import table_key
 from rlx_assets.defs.records import recorded_days
 from rlx_assets.defs.resources import CryptoLakeResource, LakeResource
 from rlx_assets.lib.checks import (
@@ -40,10 +42,6 @@ from rlx_assets.lib.vendor import VendorError
 from rlx_assets.settings import Settings
 
 POOL = "crypto_lake"
-
-
-def table_key(instrument: Instrument, table: str) -> dg.AssetKey:
-    return dg.AssetKey([*instrument.key_prefix, table])
 
 
 def table_run_config(keys: list[dg.AssetKey], from_raw: bool) -> dict[str, object]:
@@ -188,6 +186,9 @@ def build_table_asset(
             history[day] = result.record()
             yield from record_day(context, key, partition, partition_metadata(result),
                                   result.outcomes, result.passed)
+            if result.withdrawn:
+                yield withdrawal(instrument, spec.name, partition, result.failed_checks(),
+                                 result.withdrawn)
             if not result.passed:
                 blocked[partition] = result.failed_checks()
         yield from check_outputs(context)

@@ -3,7 +3,7 @@
 import dagster as dg
 from dagster_duckdb import DuckDBResource
 
-from rlx_assets.defs.assets import table_key
+from rlx_assets.defs.keys import table_key
 from rlx_assets.defs.resources import LakeResource
 from rlx_assets.lib.catalog import refresh_catalog
 from rlx_assets.lib.lake import LakeError

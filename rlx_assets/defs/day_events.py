@@ -25,9 +25,11 @@ from dataclasses import dataclass
 
 import dagster as dg
 
+from rlx_assets.defs.keys import CERTIFIED, certificate_key
 from rlx_assets.defs.records import evaluation_target, run_step_events
 from rlx_assets.lib.checks import CheckOutcome
 from rlx_assets.lib.ingest import PartitionResult
+from rlx_assets.lib.instruments import Instrument
 
 
 def partition_metadata(result: PartitionResult) -> dict[str, object]:
@@ -76,6 +78,20 @@ def record_day(context: dg.AssetExecutionContext, key: dg.AssetKey, partition: s
             if outcome.violations else outcome.metadata,
             target_materialization_data=target,
         )
+
+
+def withdrawal(instrument: Instrument, table: str, partition: str, failed: list[str],
+               withdrawn: tuple[str, ...]) -> dg.AssetCheckEvaluation:
+    """The certificate's own check, failed: a day it covered left ready/ and its file was
+    withdrawn. Shown on the certificate's page, in `rlx-assets status` and in Slack; the
+    certificate is issued again (and the check passes) once every day passes again."""
+    return dg.AssetCheckEvaluation(
+        asset_key=certificate_key(instrument), check_name=CERTIFIED, passed=False,
+        severity=dg.AssetCheckSeverity.ERROR, blocking=True,
+        description=f"withdrawn: {table} {partition} failed {', '.join(failed)} and left "
+                    "ready/; issued again once every day passes",
+        metadata={"withdrawn": list(withdrawn), "table": table, "day": partition,
+                  "failed_checks": failed})
 
 
 def check_outputs(context: dg.AssetExecutionContext) -> Iterator[dg.Output]:

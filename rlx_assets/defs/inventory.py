@@ -10,7 +10,7 @@ from collections.abc import Mapping
 
 import dagster as dg
 
-from rlx_assets.defs.assets import table_key
+from rlx_assets.defs.keys import table_key
 from rlx_assets.defs.records import recorded_days
 from rlx_assets.defs.resources import CREDENTIAL_NAMES, CryptoLakeResource
 from rlx_assets.defs.status import collect_states

@@ -13,7 +13,7 @@ from collections.abc import Mapping
 
 import dagster as dg
 
-from rlx_assets.defs.assets import table_key
+from rlx_assets.defs.keys import table_key
 from rlx_assets.defs.partitions import daily_partitions
 from rlx_assets.defs.records import partition_statuses, recorded_days
 from rlx_assets.defs.resources import CryptoLakeResource

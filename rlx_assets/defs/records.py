@@ -130,10 +130,12 @@ class Evaluation:
 
 
 def latest_evaluation(instance: dg.DagsterInstance, key: dg.AssetKey, check: str,
-                      partition: str) -> Evaluation | None:
-    """The latest evaluation of `check` for `partition`, or None if it was never evaluated."""
+                      partition: str | None) -> Evaluation | None:
+    """The latest evaluation of `check` for `partition` (None: an unpartitioned check), or
+    None if it was never evaluated."""
     history = instance.event_log_storage.get_asset_check_execution_history(
-        dg.AssetCheckKey(key, check), limit=5, partition_filter=PartitionKeyFilter(key=partition))
+        dg.AssetCheckKey(key, check), limit=5,
+        partition_filter=PartitionKeyFilter(key=partition) if partition else None)
     for record in history:  # newest first; a planned execution has no evaluation yet
         evaluation = record.event.asset_check_evaluation if record.event else None
         if evaluation is not None:

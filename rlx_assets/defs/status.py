@@ -5,15 +5,37 @@ from __future__ import annotations
 
 import dagster as dg
 
-from rlx_assets.defs.assets import table_key
+from rlx_assets.defs.keys import CERTIFIED, certificate_key, table_key
 from rlx_assets.defs.partitions import daily_partitions
-from rlx_assets.defs.records import check_statuses, partition_statuses, recorded_days
+from rlx_assets.defs.records import (
+    check_statuses,
+    latest_evaluation,
+    partition_statuses,
+    recorded_days,
+)
 from rlx_assets.lib.certificate import window_days
 from rlx_assets.lib.checks import BLOCKING_CHECKS
 from rlx_assets.lib.lake import QUARANTINE, READY, Lake
 from rlx_assets.lib.status import PartitionState, partition_state
 from rlx_assets.lib.tables import TABLES
 from rlx_assets.settings import Settings
+
+
+def certificate_states(instance: dg.DagsterInstance,
+                       settings: Settings) -> list[tuple[str, str, str]]:
+    """(instrument, state, why) of each instrument's certificate: issued, withdrawn or
+    refused (its own check, `window_certified`), or not issued yet."""
+    out = []
+    for instrument in settings.instruments:
+        latest = latest_evaluation(instance, certificate_key(instrument), CERTIFIED, None)
+        if latest is None:
+            out.append((str(instrument), "not issued", "never asked for yet"))
+        elif latest.passed:
+            out.append((str(instrument), "issued", latest.description))
+        else:
+            state = "withdrawn" if latest.description.startswith("withdrawn") else "refused"
+            out.append((str(instrument), state, latest.description))
+    return out
 
 
 def collect_states(

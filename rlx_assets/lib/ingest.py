@@ -41,6 +41,7 @@ class PartitionResult:
     sha256: str
     size: int
     seconds: float
+    withdrawn: tuple[str, ...] = ()  # certificates withdrawn because this day failed
 
     @property
     def passed(self) -> bool:
@@ -181,8 +182,10 @@ def ingest_partition(
                 evaluate(scan, previous_last_time, trailing_rows),
                 acceptance.for_partition(lake, spec.name, instrument, day), raw.sha256)
             passed = not failed_blocking(outcomes)
+            withdrawn: list[str] = []
             if not passed:  # before ready/ loses the day: no certificate may outlive it
-                for location in lake.withdraw_certificates(instrument, day):
+                withdrawn = lake.withdraw_certificates(instrument, day)
+                for location in withdrawn:
                     log(f"Withdrew the certificate {location}: {spec.name} {day} failed its "
                         "checks.")
             published = lake.publish(staged, spec.name, instrument, day, passed)
@@ -193,4 +196,5 @@ def ingest_partition(
                 staged.unlink(missing_ok=True)  # published (moved away) or failed: gone
             lake.release(raw.path)
     return PartitionResult(obj, raw, scan, outcomes, published.location, published.version,
-                           scan.output_sha256, scan.output_bytes, time.perf_counter() - started)
+                           scan.output_sha256, scan.output_bytes, time.perf_counter() - started,
+                           tuple(withdrawn))
