@@ -79,6 +79,7 @@ def demo(args: argparse.Namespace) -> int:
 
     from rlx_assets.definitions import build_definitions
     from rlx_assets.defs.catalog import CATALOG_KEY
+    from rlx_assets.defs.inventory import INVENTORY_KEY
     from rlx_assets.defs.keys import certificate_key
     from rlx_assets.lib.certificate import window_days
     from rlx_assets.lib.demo_data import Fault, Habits, write_day, write_demo_lake
@@ -109,11 +110,12 @@ def demo(args: argparse.Namespace) -> int:
           f"(instance: {instance.root_directory}) ...")
     outcomes, rows = backfill(defs, instance, settings, days, list(TABLES))
 
-    print("3/3 Certificate and DuckDB catalog ...")
+    print("3/3 Certificate, DuckDB catalog and vendor inventory ...")
     lake = Lake.at(settings.lake_root)
     cert_keys = [certificate_key(i) for i in settings.instruments]
     cert = dg.materialize([defs.get_assets_def(k) for k in cert_keys] +
-                          [defs.get_assets_def(CATALOG_KEY)], instance=instance,
+                          [defs.get_assets_def(k) for k in (CATALOG_KEY, INVENTORY_KEY)],
+                          instance=instance,
                           resources=defs.resources, raise_on_error=False, run_config=QUIET)
     print()
     print(f"Days {start}..{end}; rows per table: "

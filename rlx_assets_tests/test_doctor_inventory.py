@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import re
 import time
 from pathlib import Path
 
@@ -18,7 +19,7 @@ from rlx_assets.defs.new_days import SENSOR_NAME, build_new_days_sensor
 from rlx_assets.defs.resources import CryptoLakeResource
 from rlx_assets.lib.day_record import DayRecord
 from rlx_assets.lib.demo_data import Fault, vendor_relpath, write_day
-from rlx_assets.lib.inventory import day_ranges, republished
+from rlx_assets.lib.inventory import day_ranges, format_bytes, republished
 from rlx_assets.lib.vendor import VendorObject
 from rlx_assets.settings import ConfigError
 from rlx_assets_tests.conftest import materialize_day, settings_for
@@ -285,7 +286,8 @@ def test_vendor_inventory_asset_shows_the_table_in_the_ui(tmp_path) -> None:
     assert "| vendor hole | 4 | - | 2024-01-01..2024-01-04 |" in meta["BINANCE:BTC-USDT book"].value
     assert meta["not_fetched"].value == 2 and meta["vendor_holes"].value == 9
     sizes = sum((vendor / vendor_relpath("trades", BTC, day(n))).stat().st_size for n in (1, 2, 4))
-    assert meta["vendor_bytes"].value == sizes
+    assert meta["vendor_size"].value == format_bytes(sizes)
+    assert re.fullmatch(r"[\d.]+ MB", meta["vendor_size"].value)
 
 
 @pytest.mark.parametrize(("days", "text"), [
@@ -401,3 +403,20 @@ def test_new_days_sensor_defaults_interval_and_per_tick_limit(tmp_path) -> None:
         assert keys == expected
         seen += keys
     assert sorted(seen) == [d.isoformat() for d in map(day, (1, 2, 3, 4))]
+
+
+# --- the demo (the README's first command) ---------------------------------------------------
+
+def test_the_demo_backfills_certifies_and_takes_the_inventory(tmp_path, monkeypatch, capsys,
+                                                               home) -> None:
+    monkeypatch.chdir(tmp_path)
+    for name in ("CRYPTO_LAKE_SOURCE", "RLX_LAKE_ROOT", "RLX_START_DATE", "RLX_END_DATE"):
+        monkeypatch.delenv(name, raising=False)
+    assert main(["demo", "--days", "2", "--bad-day"]) == 1  # a check failed: exit status 1
+    out = capsys.readouterr().out
+    assert "Checks: 35 of 36 passed" in out, out
+    assert "- trades 2024-01-02: quarantined (positive_prices failed)" in out, out
+    inventory = dg.DagsterInstance.get().get_latest_materialization_event(INVENTORY_KEY)
+    assert inventory is not None, "the demo leaves vendor_inventory unmaterialised"
+    metadata = inventory.asset_materialization.metadata
+    assert (metadata["ready"].value, metadata["not_fetched"].value) == (5, 0), metadata

@@ -61,6 +61,8 @@ def inventory_metadata(settings: Settings, days: list[inv.InventoryDay]) -> dict
         "source": str(settings.source),
         **inv.totals(days),
     }
+    # The UI shows integers as they are: "45503854" reads badly, "45.5 MB" does not.
+    metadata["vendor_size"] = inv.format_bytes(int(metadata.pop("vendor_bytes")))
     for (instrument, table), series in inv.by_series(days).items():
         metadata[f"{instrument} {table}"] = dg.MetadataValue.md(inv.markdown(series))
     return metadata
