@@ -88,7 +88,8 @@ FOOTER = textwrap.dedent('''
     import json, sys, time
     from pathlib import Path
     from rlx_assets.lib.footer_job import read_tail
-    from rlx_assets.lib.parquet_footer import edit_footer, footer_from_tail, read_footer
+    from rlx_assets.lib.footer_read import footer_from_tail, read_footer
+    from rlx_assets.lib.parquet_footer import edit_footer
     from rlx_assets.lib.tables import RENAMES, TIME_COLUMNS
     path, best = Path(sys.argv[1]), {}
     size = path.stat().st_size

@@ -4,6 +4,7 @@ accepted vendor exceptions, doctor and inventory."""
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime as dt
 import os
 import sys
@@ -82,8 +83,9 @@ def demo(args: argparse.Namespace) -> int:
     from rlx_assets.defs.inventory import INVENTORY_KEY
     from rlx_assets.defs.keys import certificate_key
     from rlx_assets.lib.certificate import window_days
-    from rlx_assets.lib.demo_data import Fault, Habits, write_day, write_demo_lake
-    from rlx_assets.lib.lake import Lake
+    from rlx_assets.lib.demo_data import write_day, write_demo_lake
+    from rlx_assets.lib.demo_faults import Fault
+    from rlx_assets.lib.demo_habits import Habits
     from rlx_assets.lib.tables import TABLES
     from rlx_assets.settings import Settings
 
@@ -111,7 +113,7 @@ def demo(args: argparse.Namespace) -> int:
     outcomes, rows = backfill(defs, instance, settings, days, list(TABLES))
 
     print("3/3 Certificate, DuckDB catalog and vendor inventory ...")
-    lake = Lake.at(settings.lake_root)
+    lake = settings.lake()
     cert_keys = [certificate_key(i) for i in settings.instruments]
     cert = dg.materialize([defs.get_assets_def(k) for k in cert_keys] +
                           [defs.get_assets_def(k) for k in (CATALOG_KEY, INVENTORY_KEY)],
@@ -147,10 +149,11 @@ def sql(args: argparse.Namespace) -> int:
     import duckdb
 
     from rlx_assets.lib.catalog import connect_to_lake
-    from rlx_assets.lib.lake import Lake, LakeError
+    from rlx_assets.lib.lake import LakeError
     from rlx_assets.settings import Settings
 
-    lake = Lake.at(args.lake_root or Settings.from_env().lake_root)
+    settings = Settings.from_env()
+    lake = dataclasses.replace(settings, lake_root=args.lake_root or settings.lake_root).lake()
     path = lake.catalog_path
     if not path.is_file():
         print(f"No catalog at {path}; run `rlx-assets demo` or materialise duckdb_catalog.")
@@ -236,13 +239,13 @@ def accept(args: argparse.Namespace) -> int:
     from rlx_assets.definitions import build_definitions
     from rlx_assets.defs import acceptances
     from rlx_assets.lib import acceptance as acc
-    from rlx_assets.lib.lake import Lake, LakeError
+    from rlx_assets.lib.lake import LakeError
     from rlx_assets.settings import ConfigError, Settings
 
     _default_home()
     try:
         settings = Settings.from_env()
-        lake = Lake.at(settings.lake_root)
+        lake = settings.lake()
         if args.list:
             return _list_acceptances(acc.every(lake))
         missing = [f"--{name}" for name in ("table", "day", "check")
@@ -296,17 +299,22 @@ def _list_acceptances(items) -> int:
 
 def doctor(args: argparse.Namespace) -> int:
     """Check source, credentials, endpoint, discovery, one object, lake root and instance."""
-    from dotenv import load_dotenv
-
     from rlx_assets.lib.doctor import run_doctor
+    from rlx_assets.settings import Settings, environment
 
-    load_dotenv(Path.cwd() / ".env", override=False)
+    env = environment()
     _default_home()
 
     def emit(passed: bool, line: str) -> None:
         print(f"{'ok' if passed else 'FAIL':<4}  {line}", flush=True)
 
-    return 0 if run_doctor(os.environ, emit) else 1
+    def probe_instance() -> tuple[str, int]:
+        import dagster as dg
+
+        with dg.DagsterInstance.get() as instance:
+            return type(instance.run_storage).__name__, instance.get_runs_count()
+
+    return 0 if run_doctor(env, emit, lambda: Settings.from_env(env), probe_instance) else 1
 
 
 def inventory(args: argparse.Namespace) -> int:

@@ -1,137 +1,109 @@
-"""Configuration from the environment (and `.env`), checked once, with one-sentence errors.
+"""Configuration: the only reader of the environment (and `.env`), checked once, with
+one-sentence errors (`config_values.py` parses the values).
 
-Only non-secret values are read here. Credentials are never read at import time: the
-resources receive them through Dagster's `EnvVar` when a run starts.
+Non-secret values are read into `Settings` when the definitions load. Secrets are never
+read there: the resources receive them through Dagster's `EnvVar` when a run starts, and
+`secret_values` reads them when a command or a sensor tick needs them (to redact them).
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import math
 import os
+import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from rlx_assets.config_values import ConfigError, Source, date, number, per_table, scoped, url
 from rlx_assets.lib.continuity import TimeRules
+from rlx_assets.lib.incidents import DIGEST_AFTER
 from rlx_assets.lib.instruments import Instrument, InstrumentError, parse_instruments
 from rlx_assets.lib.lake import Lake, LakeError
 from rlx_assets.lib.tables import TABLES
+from rlx_assets.lib.vendor import CREDENTIAL_NAMES
+
+__all__ = ["AlertSettings", "ConfigError", "Settings", "Source", "environment", "secret_values"]
 
 DEFAULT_SOURCE = "./demo_lake"
 DEFAULT_LAKE_ROOT = "./data"
 DEFAULT_INSTRUMENTS = "BINANCE:BTC-USDT"
 DEFAULT_START = "2024-01-01"
 DEFAULT_DAYS_PER_RUN = 15  # days a backfill run covers; see the README's "Backfills"
-SOURCE_KINDS = ("lakeapi", "sample", "s3://bucket/prefix", "a local directory or file:// URL")
+SLACK_SECRETS = ("SLACK_WEBHOOK_URL", "SLACK_BOT_TOKEN")
 
 
-class ConfigError(ValueError):
-    """A configuration value that cannot work; the message names the variable."""
+def environment() -> Mapping[str, str]:
+    """The process environment after `.env` (in the working directory) is honoured."""
+    from dotenv import load_dotenv
+
+    load_dotenv(Path.cwd() / ".env", override=False)
+    return os.environ
+
+
+def secret_values(env: Mapping[str, str] | None = None) -> list[str]:
+    """The values of the secret variables that are set (Slack and vendor credentials), read
+    now, for redaction only: never logged, never stored."""
+    env = environment() if env is None else env
+    names = [*SLACK_SECRETS, *(n for names in CREDENTIAL_NAMES.values() for n in names)]
+    return [env[name] for name in names if env.get(name)]
+
+
+def credential_values(env: Mapping[str, str] | None = None) -> dict[str, str | None]:
+    """Vendor credentials read now (for a command run by hand; runs bind `EnvVar`s)."""
+    env = environment() if env is None else env
+    return {field: next((env[n] for n in names if env.get(n)), None)
+            for field, names in CREDENTIAL_NAMES.items()}
 
 
 @dataclass(frozen=True)
-class Source:
-    kind: str  # "lakeapi" | "sample" | "s3" | "local"
-    bucket: str = ""
-    prefix: str = ""
-    path: Path | None = None
+class AlertSettings:
+    """Where Slack alerts go and how the `slack_alerts` sensor paces itself. Secrets are
+    named (which variable is set), not read."""
+
+    interval_seconds: int = 30
+    max_age_hours: float = 24.0
+    digest_after: int = DIGEST_AFTER
+    webserver_url: str | None = None
+    webhook_set: bool = False
+    bot_token_set: bool = False
+    channel: str | None = None
+    api_base_url: str | None = None
 
     @classmethod
-    def parse(cls, text: str) -> Source:
-        value = text.strip()
-        if value == "lakeapi":
-            return cls("lakeapi", "qnt.data", "market-data/cryptofeed")
-        if value == "sample":
-            return cls("sample", "sample.crypto.lake", "")
-        if value.startswith("s3://"):
-            bucket, _, prefix = value[5:].partition("/")
-            if not bucket:
-                raise ConfigError(f"CRYPTO_LAKE_SOURCE={value!r} names no bucket; use "
-                                  "s3://bucket/prefix.")
-            return cls("s3", bucket, prefix.strip("/"))
-        if value.startswith("file://"):
-            value = value[7:]
-        if "://" in value or not value:
-            raise ConfigError(
-                f"CRYPTO_LAKE_SOURCE={text!r} is not a known source; use one of "
-                f"{', '.join(SOURCE_KINDS)}."
-            )
-        return cls("local", path=Path(value).expanduser().absolute())
+    def from_env(cls, env: Mapping[str, str]) -> AlertSettings:
+        def value(name: str) -> str | None:
+            return env.get(name, "").strip() or None
 
-    @property
-    def needs_credentials(self) -> bool:
-        return self.kind == "lakeapi"
-
-    def __str__(self) -> str:
-        if self.kind == "local":
-            return str(self.path)
-        return self.kind if self.kind in ("lakeapi", "sample") else \
-            f"s3://{self.bucket}/{self.prefix}".rstrip("/")
-
-
-def _date(env: Mapping[str, str], name: str, default: str | None) -> dt.date | None:
-    text = env.get(name, "").strip() or default
-    if text is None:
-        return None
-    try:
-        return dt.date.fromisoformat(text)
-    except ValueError:
-        raise ConfigError(f"{name}={text!r} is not a date; use YYYY-MM-DD.") from None
-
-
-def _number(env: Mapping[str, str], name: str, default: float, integer: bool = False) -> float:
-    text = env.get(name, "").strip()
-    if not text:
-        return default
-    try:
-        value = float(text)
-        # nan and inf would pass `value < 0` and then crash int() or disable a limit.
-        if not math.isfinite(value) or value < 0 or (integer and not value.is_integer()):
-            raise ValueError
-    except ValueError:
-        kind = "a non-negative whole number" if integer else "a non-negative number"
-        raise ConfigError(f"{name}={text!r} is not {kind}.") from None
-    return value
+        if value("SLACK_BOT_TOKEN") and not value("SLACK_WEBHOOK_URL") \
+                and not value("SLACK_CHANNEL"):
+            raise ConfigError("SLACK_BOT_TOKEN is set but SLACK_CHANNEL is not; set "
+                              "SLACK_CHANNEL to the channel alerts go to (e.g. "
+                              "#market-data-alerts).")
+        return cls(
+            interval_seconds=number(env, "RLX_ALERT_INTERVAL_SECONDS", 30, True, minimum=1),
+            max_age_hours=number(env, "RLX_ALERT_MAX_AGE_HOURS", 24.0),
+            digest_after=number(env, "RLX_ALERT_DIGEST_AFTER", DIGEST_AFTER, integer=True),
+            webserver_url=url(env, "DAGSTER_WEBSERVER_URL", "the address people open the "
+                              "Dagster UI at, e.g. http://dagster:3000"),
+            webhook_set=bool(value("SLACK_WEBHOOK_URL")),
+            bot_token_set=bool(value("SLACK_BOT_TOKEN")),
+            channel=value("SLACK_CHANNEL"),
+            api_base_url=value("SLACK_API_BASE_URL"),
+        )
 
 
 def _days_per_run(env: Mapping[str, str]) -> int:
-    days = int(_number(env, "RLX_BACKFILL_DAYS_PER_RUN", DEFAULT_DAYS_PER_RUN, integer=True))
+    days = number(env, "RLX_BACKFILL_DAYS_PER_RUN", DEFAULT_DAYS_PER_RUN, integer=True)
     if days < 1:
         raise ConfigError(f"RLX_BACKFILL_DAYS_PER_RUN={days} must be at least 1 (one day per "
                           "backfill run).")
     return days
 
 
-def _per_table(env: Mapping[str, str], variable: str, example: str,
-               allow_zero: bool = False) -> dict[tuple[str, str], float]:
-    """`book=120,BINANCE:ETH-USDT/trades=1800` -> {(instrument or '*', table): seconds}."""
-    values: dict[tuple[str, str], float] = {}
-    for item in filter(None, (p.strip() for p in env.get(variable, "").split(","))):
-        target, _, seconds = item.partition("=")
-        scope, _, table = target.rpartition("/")
-        try:
-            value = float(seconds)
-            if table not in TABLES or not math.isfinite(value) or value < 0 or \
-                    (value == 0 and not allow_zero):
-                raise ValueError
-            instrument = str(Instrument.parse(scope)) if scope else "*"
-        except (ValueError, InstrumentError):
-            kind = "non-negative" if allow_zero else "positive"
-            raise ConfigError(
-                f"{variable} entry {item!r} is not [EXCHANGE:SYMBOL/]TABLE=SECONDS with a "
-                f"table among {sorted(TABLES)} and {kind} seconds, e.g. {example}."
-            ) from None
-        values[(instrument, table)] = value
-    return values
-
-
-def _scoped(values: dict[tuple[str, str], float], instrument: Instrument, table: str,
-            default: float) -> float:
-    for scope in (str(instrument), "*"):
-        if (scope, table) in values:
-            return values[(scope, table)]
-    return default
+def _path(env: Mapping[str, str], name: str) -> Path | None:
+    text = env.get(name, "").strip()
+    return Path(text).expanduser().absolute() if text else None
 
 
 @dataclass(frozen=True)
@@ -147,21 +119,26 @@ class Settings:
     retry_delay_seconds: float = 10.0
     automation_interval_seconds: int = 30
     backfill_days_per_run: int = DEFAULT_DAYS_PER_RUN
+    scratch_dir: Path = field(
+        default_factory=lambda: Path(tempfile.gettempdir()) / "rlx_assets_scratch")
+    catalog_path: Path | None = None
+    lake_endpoint_url: str | None = None
+    new_days_interval_seconds: int = 3600
+    new_days_max_per_tick: int = 50
+    alerts: AlertSettings = field(default_factory=AlertSettings)
+    # vendor credential field -> the variable that holds it (its value is not read here)
+    credential_variables: dict[str, str] = field(default_factory=dict)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
-        if env is None:
-            from dotenv import load_dotenv
-
-            load_dotenv(Path.cwd() / ".env", override=False)
-            env = os.environ
+        env = environment() if env is None else env
         source = Source.parse(env.get("CRYPTO_LAKE_SOURCE", "").strip() or DEFAULT_SOURCE)
         try:
             instruments = parse_instruments(env.get("RLX_INSTRUMENTS", "") or DEFAULT_INSTRUMENTS)
         except InstrumentError as exc:
             raise ConfigError(str(exc)) from None
-        start = _date(env, "RLX_START_DATE", DEFAULT_START)
-        end = _date(env, "RLX_END_DATE", None)
+        start = date(env, "RLX_START_DATE", DEFAULT_START)
+        end = date(env, "RLX_END_DATE", None)
         if end is not None and end < start:
             raise ConfigError(f"RLX_END_DATE={end} is before RLX_START_DATE={start}; the window "
                               "must end on or after its start.")
@@ -170,24 +147,43 @@ class Settings:
             Lake.at(lake_root)  # checks the form only: nothing is touched
         except LakeError as exc:
             raise ConfigError(str(exc)) from None
-        return cls(source, lake_root, instruments, start, end,
-                   _per_table(env, "RLX_MAX_GAP_SECONDS", "book=120"),
-                   _per_table(env, "RLX_DAY_BOUNDARY_SECONDS", "trades=2", allow_zero=True),
-                   step_retries=int(_number(env, "RLX_STEP_RETRIES", 3, integer=True)),
-                   retry_delay_seconds=_number(env, "RLX_RETRY_DELAY_SECONDS", 10.0),
-                   automation_interval_seconds=int(
-                       _number(env, "RLX_AUTOMATION_INTERVAL_SECONDS", 30, integer=True)),
-                   backfill_days_per_run=_days_per_run(env))
+        scratch = _path(env, "RLX_SCRATCH_DIR")
+        return cls(
+            source, lake_root, instruments, start, end,
+            per_table(env, "RLX_MAX_GAP_SECONDS", "book=120"),
+            per_table(env, "RLX_DAY_BOUNDARY_SECONDS", "trades=2", allow_zero=True),
+            step_retries=number(env, "RLX_STEP_RETRIES", 3, integer=True),
+            retry_delay_seconds=number(env, "RLX_RETRY_DELAY_SECONDS", 10.0),
+            automation_interval_seconds=number(env, "RLX_AUTOMATION_INTERVAL_SECONDS", 30,
+                                               integer=True),
+            backfill_days_per_run=_days_per_run(env),
+            **({"scratch_dir": scratch} if scratch else {}),
+            catalog_path=_path(env, "RLX_CATALOG_PATH"),
+            lake_endpoint_url=(env.get("RLX_LAKE_ENDPOINT_URL", "").strip()
+                               or env.get("AWS_ENDPOINT_URL", "").strip() or None),
+            new_days_interval_seconds=number(env, "RLX_NEW_DAYS_INTERVAL_SECONDS", 3600,
+                                             integer=True, minimum=1),
+            new_days_max_per_tick=number(env, "RLX_NEW_DAYS_MAX_PER_TICK", 50, integer=True,
+                                         minimum=1),
+            alerts=AlertSettings.from_env(env),
+            credential_variables={field: next(n for n in names if n in env)
+                                  for field, names in CREDENTIAL_NAMES.items()
+                                  if any(n in env for n in names)},
+        )
+
+    def lake(self) -> Lake:
+        """Our lake (RLX_LAKE_ROOT) with its work directory, endpoint and catalog file."""
+        return Lake.at(self.lake_root, self.scratch_dir, self.lake_endpoint_url,
+                       self.catalog_path)
 
     def max_gap_seconds(self, instrument: Instrument, table: str) -> float:
-        return _scoped(self.max_gaps, instrument, table,
-                       TABLES[table].default_max_gap_seconds)
+        return scoped(self.max_gaps, instrument, table, TABLES[table].default_max_gap_seconds)
 
     def time_rules(self, instrument: Instrument, table: str) -> TimeRules:
         """The hole threshold and the day-boundary tolerance of (instrument, table)."""
         return TimeRules(self.max_gap_seconds(instrument, table),
-                         _scoped(self.boundaries, instrument, table,
-                                 TABLES[table].default_boundary_seconds))
+                         scoped(self.boundaries, instrument, table,
+                                TABLES[table].default_boundary_seconds))
 
     def window_end(self, today: dt.date | None = None) -> dt.date:
         """Last day of the window: RLX_END_DATE, else the last complete UTC day."""

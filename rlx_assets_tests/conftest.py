@@ -55,9 +55,11 @@ def vendor_bucket(moto_endpoint: str, tmp_path: Path,
 
 
 def settings_for(env: dict[str, str]) -> Settings:
+    """The settings of a run whose environment is the test's (which `_isolated` cleared of
+    rlx/AWS/Slack variables, so it holds only what the test set) plus `env`."""
     base = {"RLX_START_DATE": "2024-01-01", "RLX_END_DATE": "2024-01-10",
             "RLX_RETRY_DELAY_SECONDS": "0", "RLX_STEP_RETRIES": "1"}
-    return Settings.from_env({**base, **env})
+    return Settings.from_env({**base, **os.environ, **env})
 
 
 def materialize_day(

@@ -9,6 +9,7 @@ import dagster as dg
 from dagster import DagsterEventType
 from dagster._core.storage.asset_check_execution_record import AssetCheckExecutionRecordStatus
 
+from rlx_assets.defs.keys import table_key
 from rlx_assets.lib.checks import BLOCKING_CHECKS
 from rlx_assets.lib.instruments import Instrument
 from rlx_assets_tests.stand_ins import BTC
@@ -18,7 +19,7 @@ FAILED = AssetCheckExecutionRecordStatus.FAILED
 
 
 def table_asset_key(table: str, instrument: Instrument = BTC) -> dg.AssetKey:
-    return dg.AssetKey([*instrument.key_prefix, table])
+    return table_key(instrument, table)
 
 
 def failure_text(result: dg.ExecuteInProcessResult) -> str:

@@ -9,14 +9,13 @@ from pathlib import Path
 import boto3
 
 from rlx_assets.lib.demo_data import (
-    VENDOR,
     VENDOR_PREFIX,
-    Fault,
-    Habits,
     vendor_relpath,
     write_contents_index,
     write_day,
 )
+from rlx_assets.lib.demo_faults import Fault
+from rlx_assets.lib.demo_habits import VENDOR, Habits
 from rlx_assets.lib.instruments import Instrument
 
 BTC = Instrument("BINANCE", "BTC-USDT")

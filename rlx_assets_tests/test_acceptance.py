@@ -29,9 +29,10 @@ from rlx_assets.defs.catalog import CATALOG_KEY
 from rlx_assets.defs.keys import certificate_key, table_key
 from rlx_assets.defs.status import collect_states
 from rlx_assets.lib import acceptance as acc
-from rlx_assets.lib.demo_data import Habits
+from rlx_assets.lib.demo_habits import Habits
 from rlx_assets.lib.lake import Lake
 from rlx_assets.lib.tables import TABLES
+from rlx_assets.settings import Settings
 from rlx_assets_tests.conftest import settings_for
 from rlx_assets_tests.run_inspection import partition_status, zone_files
 from rlx_assets_tests.slack_stand_in import SlackStandIn
@@ -89,7 +90,7 @@ def slack_tick(story: Story, slack: SlackStandIn, cursor: str | None) -> str | N
     context = dg.build_sensor_context(
         instance=story.instance, cursor=cursor,
         resources={"slack": SlackAlertsResource(webhook_url=slack.webhook_url)})
-    return build_alert_sensors()[0](context).cursor
+    return build_alert_sensors(Settings.from_env())[0](context).cursor
 
 
 def test_a_restart_hole_fails_until_accepted_then_the_certificate_names_it(

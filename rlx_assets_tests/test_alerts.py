@@ -22,13 +22,14 @@ from rlx_assets.defs.alerts import (
     SENSOR_NAME,
     SlackAlertsResource,
     build_alert_sensors,
-    slack_resource_from_env,
+    slack_resource,
 )
 from rlx_assets.lib import alert_text as lib
 from rlx_assets.lib import slack as transports
-from rlx_assets.lib.demo_data import Fault, write_day
+from rlx_assets.lib.demo_data import write_day
+from rlx_assets.lib.demo_faults import Fault
 from rlx_assets.lib.incidents import AlertCursor, Finding, Incidents, messages
-from rlx_assets.settings import ConfigError
+from rlx_assets.settings import ConfigError, Settings
 from rlx_assets_tests.conftest import materialize_day, settings_for
 from rlx_assets_tests.slack_stand_in import BOT_TOKEN, WEBHOOK_PATH, SlackStandIn
 from rlx_assets_tests.stand_ins import BTC, FAKE_KEY_ID, FAKE_SECRET
@@ -77,7 +78,7 @@ def slack() -> Iterator[SlackStandIn]:
 
 def tick(instance: dg.DagsterInstance, resource: SlackAlertsResource,
          cursor: str | None = None) -> dg.SensorResult:
-    sensor = build_alert_sensors()[0]
+    sensor = build_alert_sensors(Settings.from_env())[0]
     context = dg.build_sensor_context(instance=instance, cursor=cursor,
                                       resources={"slack": resource})
     return sensor(context)
@@ -264,9 +265,11 @@ def test_failed_checks_and_failed_run_alert_once_each(
         failing_instance: dg.DagsterInstance, lake_env: dict[str, str], slack: SlackStandIn,
         monkeypatch: pytest.MonkeyPatch) -> None:
     """Wired through the real definitions (resource from the environment, EnvVar secrets)."""
-    monkeypatch.setenv("SLACK_WEBHOOK_URL", slack.webhook_url)
-    monkeypatch.setenv("DAGSTER_WEBSERVER_URL", "http://dagster.example:3000")
-    defs = build_definitions(settings_for(lake_env))
+    slack_env = {"SLACK_WEBHOOK_URL": slack.webhook_url,
+                 "DAGSTER_WEBSERVER_URL": "http://dagster.example:3000"}
+    for name, value in slack_env.items():  # the settings name them; the EnvVar reads them
+        monkeypatch.setenv(name, value)
+    defs = build_definitions(settings_for({**lake_env, **slack_env}))
     sensor = defs.resolve_sensor_def(SENSOR_NAME)
     assert sensor.default_status == dg.DefaultSensorStatus.RUNNING
 
@@ -352,7 +355,7 @@ def test_bot_token_transport_posts_to_the_channel(failing_instance: dg.DagsterIn
     monkeypatch.setenv("SLACK_BOT_TOKEN", BOT_TOKEN)
     monkeypatch.setenv("SLACK_CHANNEL", "#market-data-alerts")
     monkeypatch.setenv("SLACK_API_BASE_URL", slack.api_url)
-    resource = slack_resource_from_env()
+    resource = slack_resource(Settings.from_env())
     assert isinstance(resource.bot_token, dg.EnvVar)  # bound, not read, at load time
 
     slack.bot_token = "xoxb-another-token"  # Slack rejects ours: nothing lost, nothing moves
@@ -464,7 +467,7 @@ def test_unconfigured_logs_what_it_would_send_and_secrets_never_leak(
         capfd.readouterr()  # forget the run's own logs: only the sensor's matter here
         caplog.clear()
 
-        unconfigured = tick(instance, slack_resource_from_env())
+        unconfigured = tick(instance, slack_resource(Settings.from_env()))
         logged = capfd.readouterr()
         assert "Slack is not configured; would have sent:" in logged.err + logged.out
         assert "No vendor file for table trades" in logged.err + logged.out
@@ -473,7 +476,7 @@ def test_unconfigured_logs_what_it_would_send_and_secrets_never_leak(
         monkeypatch.setenv("SLACK_WEBHOOK_URL", slack.webhook_url)
         monkeypatch.setenv("SLACK_BOT_TOKEN", BOT_TOKEN)
         slack.fail_next(1, status=500)
-        resource = slack_resource_from_env()
+        resource = slack_resource(Settings.from_env())
         down = tick(instance, resource)
         sent = tick(instance, resource, down.cursor)
         logged_later = capfd.readouterr()
@@ -487,15 +490,15 @@ def test_unconfigured_logs_what_it_would_send_and_secrets_never_leak(
 
 def test_configuration_errors_name_the_variable() -> None:
     with pytest.raises(ConfigError, match="SLACK_CHANNEL"):
-        slack_resource_from_env({"SLACK_BOT_TOKEN": "xoxb-1"})
+        slack_resource(Settings.from_env({"SLACK_BOT_TOKEN": "xoxb-1"}))
     with pytest.raises(ConfigError, match="RLX_ALERT_INTERVAL_SECONDS"):
-        build_alert_sensors({"RLX_ALERT_INTERVAL_SECONDS": "0"})
+        build_alert_sensors(Settings.from_env({"RLX_ALERT_INTERVAL_SECONDS": "0"}))
     with pytest.raises(ConfigError, match="DAGSTER_WEBSERVER_URL"):
-        slack_resource_from_env({"DAGSTER_WEBSERVER_URL": "dagster:3000"})
-    assert build_alert_sensors({})[0].minimum_interval_seconds == 30
-    assert build_alert_sensors({"RLX_ALERT_INTERVAL_SECONDS": "2"})[0] \
+        slack_resource(Settings.from_env({"DAGSTER_WEBSERVER_URL": "dagster:3000"}))
+    assert build_alert_sensors(Settings.from_env({}))[0].minimum_interval_seconds == 30
+    assert build_alert_sensors(Settings.from_env({"RLX_ALERT_INTERVAL_SECONDS": "2"}))[0] \
         .minimum_interval_seconds == 2
-    unset = slack_resource_from_env({})
+    unset = slack_resource(Settings.from_env({}))
     assert isinstance(unset.transport(lambda _t: None), transports.LogTransport)
 
 

@@ -8,7 +8,8 @@ import dagster as dg
 import duckdb
 
 from rlx_assets.defs.catalog import CATALOG_KEY
-from rlx_assets.lib.demo_data import DEMO_ROWS, Fault
+from rlx_assets.lib.demo_data import DEMO_ROWS
+from rlx_assets.lib.demo_faults import Fault
 from rlx_assets_tests.test_certificate import DAYS, Lake
 
 

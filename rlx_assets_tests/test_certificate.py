@@ -10,15 +10,17 @@ import dagster as dg
 import pytest
 
 from rlx_assets.definitions import build_definitions
+from rlx_assets.defs.keys import certificate_key, table_key
 from rlx_assets.lib.certificate import canonical_sha256
-from rlx_assets.lib.demo_data import Fault, write_day
+from rlx_assets.lib.demo_data import write_day
+from rlx_assets.lib.demo_faults import Fault
 from rlx_assets.lib.tables import TABLES
 from rlx_assets_tests.conftest import settings_for
 from rlx_assets_tests.stand_ins import BTC
 
 DAYS = [dt.date(2024, 1, 1), dt.date(2024, 1, 2)]
-CERT = dg.AssetKey(["binance", "btc_usdt", "certificate"])
-TABLE_KEYS = [dg.AssetKey(["binance", "btc_usdt", t]) for t in TABLES]
+CERT = certificate_key(BTC)
+TABLE_KEYS = [table_key(BTC, t) for t in TABLES]
 
 
 class Lake:
@@ -37,7 +39,7 @@ class Lake:
         write_day(self.vendor, table, BTC, day, fault=fault)
 
     def materialize(self, day: dt.date, tables=tuple(TABLES)) -> bool:
-        assets = [self.defs.get_assets_def(dg.AssetKey(["binance", "btc_usdt", t]))
+        assets = [self.defs.get_assets_def(table_key(BTC, t))
                   for t in tables]
         return dg.materialize(assets, partition_key=day.isoformat(), instance=self.instance,
                               resources=self.defs.resources, raise_on_error=False).success
@@ -172,6 +174,9 @@ def test_a_quarantined_day_withdraws_the_certificates_that_cover_it(lake: Lake) 
     lake.publish("trades", DAYS[1], Fault.NEGATIVE_PRICE)  # the vendor re-publishes it broken
     assert not lake.materialize(DAYS[1], tables=("trades",))
     assert not certificate.exists(), "the certificate no longer vouches for a quarantined day"
+    [kept] = (folder / "history").glob("binance_btc_usdt_2024-01-01_2024-01-02.*.withdrawn.json")
+    assert json.loads(kept.read_text())["withdrawn"]["reason"] == (
+        "trades 2024-01-02 failed positive_prices"), "kept, saying why"
     assert other_window.exists() and other_instrument.exists()
     assert lake.requested() == 0, "not re-issued while the day fails"
     # Visible in Dagster: the certificate's own check fails, saying why.
@@ -216,5 +221,8 @@ def test_a_partition_changing_while_the_certificate_is_issued_withdraws_it(
     result = lake.certify()
     assert not result.success
     assert "withdrawn: a partition was re-materialised" in _failure_text(result)
-    assert not (lake.lake / "certificates").exists() or not list(
-        (lake.lake / "certificates").iterdir())
+    folder = lake.lake / "certificates"
+    assert not list(folder.glob("*.json")), "no current certificate"
+    [kept] = (folder / "history").iterdir()
+    assert kept.name.endswith(".withdrawn.json")
+    assert "re-materialised" in json.loads(kept.read_text())["withdrawn"]["reason"]

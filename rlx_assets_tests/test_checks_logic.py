@@ -27,7 +27,9 @@ from rlx_assets.lib.checks import (
     CheckOutcome,
     evaluate,
 )
-from rlx_assets.lib.demo_data import PREVIOUS_DAY_ROWS, Fault, vendor_relpath, write_day
+from rlx_assets.lib.demo_data import vendor_relpath, write_day
+from rlx_assets.lib.demo_faults import Fault
+from rlx_assets.lib.demo_habits import PREVIOUS_DAY_ROWS
 from rlx_assets.lib.normalise import UnreadableVendorFile, normalise_day
 from rlx_assets.lib.scan import DayScan, TimeRules, format_ns
 from rlx_assets.lib.schemas import polars_dtype

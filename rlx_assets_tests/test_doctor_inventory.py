@@ -18,7 +18,8 @@ from rlx_assets.defs.inventory import INVENTORY_KEY, crypto_lake_from_env
 from rlx_assets.defs.new_days import SENSOR_NAME, build_new_days_sensor
 from rlx_assets.defs.resources import CryptoLakeResource
 from rlx_assets.lib.day_record import DayRecord
-from rlx_assets.lib.demo_data import Fault, vendor_relpath, write_day
+from rlx_assets.lib.demo_data import vendor_relpath, write_day
+from rlx_assets.lib.demo_faults import Fault
 from rlx_assets.lib.inventory import day_ranges, format_bytes, republished
 from rlx_assets.lib.vendor import VendorObject
 from rlx_assets.settings import ConfigError
@@ -385,14 +386,15 @@ def test_new_days_sensor_defaults_interval_and_per_tick_limit(tmp_path) -> None:
     assert build_definitions(local).resolve_sensor_def(SENSOR_NAME).default_status == \
         dg.DefaultSensorStatus.STOPPED
     for real in ("sample", "s3://mirror/market-data"):
-        sensor = build_new_days_sensor(settings_for({"CRYPTO_LAKE_SOURCE": real}), {})
+        sensor = build_new_days_sensor(settings_for({"CRYPTO_LAKE_SOURCE": real}))
         assert sensor.default_status == dg.DefaultSensorStatus.RUNNING
-    assert build_new_days_sensor(local, {"RLX_NEW_DAYS_INTERVAL_SECONDS": "120"}) \
+    local_with = lambda env: settings_for({"CRYPTO_LAKE_SOURCE": str(vendor), **WINDOW, **env})  # noqa: E731
+    assert build_new_days_sensor(local_with({"RLX_NEW_DAYS_INTERVAL_SECONDS": "120"})) \
         .minimum_interval_seconds == 120
     with pytest.raises(ConfigError, match="RLX_NEW_DAYS_INTERVAL_SECONDS='0' is not a whole"):
-        build_new_days_sensor(local, {"RLX_NEW_DAYS_INTERVAL_SECONDS": "0"})
+        build_new_days_sensor(local_with({"RLX_NEW_DAYS_INTERVAL_SECONDS": "0"}))
 
-    sensor = build_new_days_sensor(local, {"RLX_NEW_DAYS_MAX_PER_TICK": "3"})
+    sensor = build_new_days_sensor(local_with({"RLX_NEW_DAYS_MAX_PER_TICK": "3"}))
     instance, cursor, seen = dg.DagsterInstance.ephemeral(), None, []
     for expected in (["2024-01-04", "2024-01-03", "2024-01-02"], ["2024-01-01"], []):
         result = sensor(dg.build_sensor_context(

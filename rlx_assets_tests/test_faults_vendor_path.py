@@ -18,8 +18,9 @@ import pyarrow.parquet as pq
 import pytest
 
 from rlx_assets.lib.checks import BLOCKING_CHECKS, POSITIVE_PRICES, SCHEMA, TEMPORAL_CONTINUITY
-from rlx_assets.lib.demo_data import Fault, vendor_relpath
-from rlx_assets.lib.vendor import default_cache_dir, lakeapi_module
+from rlx_assets.lib.demo_data import vendor_relpath
+from rlx_assets.lib.demo_faults import Fault
+from rlx_assets.lib.lakeapi_access import default_cache_dir, lakeapi_module
 from rlx_assets_tests.conftest import materialize_day
 from rlx_assets_tests.run_inspection import (
     FAILED,

@@ -26,7 +26,19 @@ import pytest
 from rlx_assets.lib import hashing
 from rlx_assets.lib import normalise as normalise_module
 from rlx_assets.lib.checks import SCHEMA, evaluate
-from rlx_assets.lib.demo_data import IDEAL, Fault, write_day
+from rlx_assets.lib.demo_data import write_day
+from rlx_assets.lib.demo_faults import Fault
+from rlx_assets.lib.demo_habits import IDEAL
+from rlx_assets.lib.footer_fields import (
+    CC_FILE_PATH,
+    CC_META,
+    FMD_KEY_VALUES,
+    FMD_ROW_GROUPS,
+    FMD_SCHEMA,
+    RG_COLUMNS,
+    RG_NUM_ROWS,
+)
+from rlx_assets.lib.footer_read import Footer, NotParquet, read_footer
 from rlx_assets.lib.hashing import StreamHash, sha256_file
 from rlx_assets.lib.instruments import Instrument
 from rlx_assets.lib.normalise import (
@@ -35,20 +47,7 @@ from rlx_assets.lib.normalise import (
     normalise_frame,
     row_slices,
 )
-from rlx_assets.lib.parquet_footer import (
-    CC_FILE_PATH,
-    CC_META,
-    FMD_KEY_VALUES,
-    FMD_ROW_GROUPS,
-    FMD_SCHEMA,
-    RG_COLUMNS,
-    RG_NUM_ROWS,
-    Footer,
-    NotParquet,
-    footer_tail,
-    plan_rewrite,
-    read_footer,
-)
+from rlx_assets.lib.parquet_footer import footer_tail, plan_rewrite
 from rlx_assets.lib.scan import DayScan
 from rlx_assets.lib.tables import RENAMES, TABLES, TIME_COLUMNS, TRADES
 from rlx_assets.lib.thrift_compact import (
@@ -68,9 +67,9 @@ from rlx_assets.lib.thrift_compact import (
     List,
     Map,
     ThriftError,
-    decode_struct,
-    encode_struct,
 )
+from rlx_assets.lib.thrift_decode import decode_struct
+from rlx_assets.lib.thrift_encode import encode_struct
 
 DAY = dt.date(2024, 1, 3)
 BTC = Instrument("BINANCE", "BTC-USDT")

@@ -19,8 +19,10 @@ from dagster._core.definitions.backfill_policy import BackfillPolicyType
 from dagster._core.storage.asset_check_execution_record import AssetCheckExecutionRecordStatus
 
 from rlx_assets.definitions import build_definitions
+from rlx_assets.defs.keys import table_key
 from rlx_assets.lib.checks import BLOCKING_CHECKS, TEMPORAL_CONTINUITY, WARNING_CHECKS
-from rlx_assets.lib.demo_data import Fault, vendor_relpath, write_day
+from rlx_assets.lib.demo_data import vendor_relpath, write_day
+from rlx_assets.lib.demo_faults import Fault
 from rlx_assets.lib.hashing import sha256_file
 from rlx_assets.lib.lake import QUARANTINE, READY, Lake
 from rlx_assets.lib.normalise import UnreadableVendorFile
@@ -30,7 +32,7 @@ from rlx_assets_tests.conftest import materialize_day, settings_for
 from rlx_assets_tests.stand_ins import BTC
 
 TABLE = "trades"
-KEY = dg.AssetKey([*BTC.key_prefix, TABLE])
+KEY = table_key(BTC, TABLE)
 DAYS = [dt.date(2024, 1, d) for d in range(1, 5)]
 PARTITIONS = [d.isoformat() for d in DAYS]
 CHECKS = (*BLOCKING_CHECKS, *WARNING_CHECKS[TABLE])
@@ -362,7 +364,7 @@ def test_a_blocking_failure_still_fails_the_run_after_a_step_retry(
 
 
 def _table_assets(defs: dg.Definitions, settings: Settings) -> list[dg.AssetsDefinition]:
-    return [defs.get_assets_def(dg.AssetKey([*instrument.key_prefix, table]))
+    return [defs.get_assets_def(table_key(instrument, table))
             for instrument in settings.instruments for table in TABLES]
 
 

@@ -19,7 +19,8 @@ from rlx_assets.defs.keys import table_key
 from rlx_assets.defs.partitions import daily_partitions
 from rlx_assets.lib.checks import BLOCKING_CHECKS, POSITIVE_PRICES
 from rlx_assets.lib.day_record import DayRecord
-from rlx_assets.lib.demo_data import Fault, write_day
+from rlx_assets.lib.demo_data import write_day
+from rlx_assets.lib.demo_faults import Fault
 from rlx_assets_tests.conftest import materialize_day, settings_for
 from rlx_assets_tests.stand_ins import BTC
 

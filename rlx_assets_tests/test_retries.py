@@ -22,18 +22,17 @@ import pytest
 from rlx_assets.definitions import build_definitions
 from rlx_assets.defs.resources import CryptoLakeResource
 from rlx_assets.lib.demo_data import vendor_relpath
+from rlx_assets.lib.lakeapi_access import default_cache_dir, lakeapi_module
 from rlx_assets.lib.retry import Backoff
 from rlx_assets.lib.vendor import (
-    S3Source,
     TransientVendorError,
     VendorAccessDenied,
     VendorCredentialsMissing,
     VendorError,
-    default_cache_dir,
     download,
-    lakeapi_module,
     translate_errors,
 )
+from rlx_assets.lib.vendor_s3 import S3Source
 from rlx_assets_tests.conftest import materialize_day, settings_for
 from rlx_assets_tests.faulty_proxy import FaultyProxy, faulty_proxy
 from rlx_assets_tests.run_inspection import (

@@ -24,7 +24,8 @@ from rlx_assets.defs.catalog import CATALOG_KEY
 from rlx_assets.defs.keys import certificate_key
 from rlx_assets.defs.status import collect_states
 from rlx_assets.lib.catalog import connect_to_lake
-from rlx_assets.lib.demo_data import DEMO_ROWS, Fault
+from rlx_assets.lib.demo_data import DEMO_ROWS
+from rlx_assets.lib.demo_faults import Fault
 from rlx_assets.lib.lake import Lake, LakeError
 from rlx_assets.lib.tables import TABLES
 from rlx_assets_tests.conftest import materialize_day, settings_for
@@ -202,6 +203,13 @@ def test_certificate_and_status_read_the_bucket(s3_lake: S3Lake) -> None:
     [failure] = refused.get_step_failure_events()
     text = failure.step_failure_data.user_failure_data.description
     assert f"book {DAY}: ready object s3://{LAKE_BUCKET}/{ready_key} changed" in text
+    # The withdrawn certificate is kept under history/, saying why; an S3 lake keeps no
+    # verification records (size and ETag from a HEAD need none).
+    [kept] = s3_lake.keys("certificates/")
+    assert kept.startswith(f"{LAKE_PREFIX}/certificates/history/binance_btc_usdt_{DAY}_"
+                           f"{BAD_DAY}.") and kept.endswith(".withdrawn.json")
+    assert b'"reason": "refused on re-issue: book' in s3_lake.read(kept)
+    assert s3_lake.keys("_verified/") == []
 
 
 def test_a_missing_lake_bucket_fails_with_one_sentence(s3_lake: S3Lake) -> None:

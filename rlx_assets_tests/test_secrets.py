@@ -16,8 +16,9 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from rlx_assets.defs.alerts import build_alert_sensors, slack_resource_from_env
-from rlx_assets.lib.demo_data import Fault
+from rlx_assets.defs.alerts import build_alert_sensors, slack_resource
+from rlx_assets.lib.demo_faults import Fault
+from rlx_assets.settings import Settings
 from rlx_assets_tests.conftest import materialize_day
 from rlx_assets_tests.slack_stand_in import BOT_TOKEN, SlackStandIn
 from rlx_assets_tests.stand_ins import FAKE_KEY_ID, FAKE_SECRET, VendorBucket
@@ -54,9 +55,9 @@ def test_no_secret_is_stored_logged_or_sent(
         with dg.instance_for_test(temp_dir=str(home)) as instance:
             outcomes = {day: materialize_day(env, "trades", day, instance).success
                         for day in (CLEAN, BAD, MISSING, CORRUPT)}
-            sensor = build_alert_sensors()[0]
-            sensor(dg.build_sensor_context(instance=instance,
-                                           resources={"slack": slack_resource_from_env()}))
+            sensor = build_alert_sensors(Settings.from_env())[0]
+            alerts = slack_resource(Settings.from_env())
+            sensor(dg.build_sensor_context(instance=instance, resources={"slack": alerts}))
             runs = instance.get_runs()
             failures = [e.message or "" for run in runs for e in instance.all_logs(run.run_id)]
             sent = slack.texts()

@@ -16,7 +16,8 @@ import pytest
 
 from rlx_assets.definitions import build_definitions
 from rlx_assets.lib.checks import BLOCKING_CHECKS
-from rlx_assets.lib.demo_data import Fault, write_day
+from rlx_assets.lib.demo_data import write_day
+from rlx_assets.lib.demo_faults import Fault
 from rlx_assets.lib.instruments import Instrument
 from rlx_assets.lib.tables import TABLES
 from rlx_assets.settings import DEFAULT_LAKE_ROOT, ConfigError, Settings

@@ -10,7 +10,7 @@ import pytest
 from rlx_assets.cli import main
 from rlx_assets.defs.keys import table_key
 from rlx_assets.defs.status import collect_states
-from rlx_assets.lib.demo_data import Fault
+from rlx_assets.lib.demo_faults import Fault
 from rlx_assets.lib.status import PartitionState, calendar, partition_state
 from rlx_assets.lib.tables import TABLES
 from rlx_assets_tests.stand_ins import BTC

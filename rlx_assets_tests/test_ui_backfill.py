@@ -26,8 +26,10 @@ import dagster as dg
 import pyarrow.parquet as pq
 import pytest
 
+from rlx_assets.defs.keys import table_key
 from rlx_assets.lib.checks import BLOCKING_CHECKS, POSITIVE_PRICES
-from rlx_assets.lib.demo_data import Fault, write_day
+from rlx_assets.lib.demo_data import write_day
+from rlx_assets.lib.demo_faults import Fault
 from rlx_assets.lib.lake import DATA_FILE, QUARANTINE, READY, Lake
 from rlx_assets_tests.dagster_servers import (
     BACKFILL,
@@ -374,7 +376,7 @@ def test_ui_backfill_records_check_status_per_partition(
     instance = dg.DagsterInstance.from_config(str(home))
     try:
         for table in TABLES:
-            asset_key = dg.AssetKey([*PREFIX, table])
+            asset_key = table_key(BTC, table)
             keys = [dg.AssetCheckKey(asset_key, check) for check in BLOCKING_CHECKS]
             infos = instance.event_log_storage.get_asset_check_partition_info(keys)
             by_key = {(i.check_key.name, i.partition_key): i for i in infos}

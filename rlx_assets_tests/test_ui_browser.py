@@ -25,7 +25,8 @@ from pathlib import Path
 
 import pytest
 
-from rlx_assets.lib.demo_data import Fault, write_day
+from rlx_assets.lib.demo_data import write_day
+from rlx_assets.lib.demo_faults import Fault
 from rlx_assets.lib.tables import TABLES
 from rlx_assets_tests.browser import Browser, browser, chromium_or_skip
 from rlx_assets_tests.dagster_servers import dagster_servers, write_instance

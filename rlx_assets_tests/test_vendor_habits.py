@@ -20,9 +20,10 @@ import pyarrow.parquet as pq
 import pytest
 
 from rlx_assets.lib.checks import ORIGIN_TIME_MISSING, TEMPORAL_CONTINUITY, evaluate
-from rlx_assets.lib.demo_data import Habits, write_day
+from rlx_assets.lib.demo_data import write_day
+from rlx_assets.lib.demo_habits import Habits
+from rlx_assets.lib.footer_read import read_footer
 from rlx_assets.lib.normalise import normalise_day
-from rlx_assets.lib.parquet_footer import read_footer
 from rlx_assets.lib.scan import TimeRules
 from rlx_assets.lib.tables import TABLES
 from rlx_assets_tests.stand_ins import BTC
@@ -283,16 +284,11 @@ def test_the_demo_writes_days_the_way_the_vendors_writer_does(tmp_path: Path) ->
 def test_the_footer_edit_copies_what_it_does_not_change(tmp_path: Path) -> None:
     """The footer is edited by walking its bytes: the row groups of the normalised footer
     decode to the vendor's, with only the renamed columns' paths changed."""
-    from rlx_assets.lib.parquet_footer import (
-        CC_META,
-        CMD_PATH,
-        FMD_ROW_GROUPS,
-        RG_COLUMNS,
-        decode_struct,
-        edit_footer,
-        read_footer,
-    )
+    from rlx_assets.lib.footer_fields import CC_META, CMD_PATH, FMD_ROW_GROUPS, RG_COLUMNS
+    from rlx_assets.lib.footer_read import read_footer
+    from rlx_assets.lib.parquet_footer import edit_footer
     from rlx_assets.lib.tables import RENAMES, TIME_COLUMNS
+    from rlx_assets.lib.thrift_decode import decode_struct
 
     raw = write_day(tmp_path / "vendor", "book_delta_v2", BTC, DAY, rows=60_000)
     footer = read_footer(raw)
@@ -334,7 +330,7 @@ def test_a_footer_started_from_the_vendor_s_bytes_is_used_only_if_they_match(
 
 def test_an_unreadable_footer_is_reported(tmp_path: Path) -> None:
     from rlx_assets.lib import footer_job
-    from rlx_assets.lib.parquet_footer import NotParquet
+    from rlx_assets.lib.footer_read import NotParquet
     from rlx_assets.lib.tables import RENAMES, TIME_COLUMNS
 
     raw = write_day(tmp_path / "vendor", "trades", BTC, DAY, rows=5_000)

@@ -74,12 +74,12 @@ def test_dagster_cli_materialize_against_s3_endpoint(vendor_bucket: VendorBucket
 def test_stale_listings_of_every_table_are_forgotten(tmp_path: Path) -> None:
     """lakeapi's FS caches lose keys ending in p/k/l in `clear()` (`book` became `boo`), so a
     new book day stayed invisible for an hour; ours removes the cache files themselves."""
-    from rlx_assets.lib.vendor import _clear_lakeapi_listing_cache, lakeapi_module
+    from rlx_assets.lib.lakeapi_access import clear_listing_cache, lakeapi_module
 
     lakeapi = lakeapi_module(tmp_path / "cache")
     for table in ("book", "trades", "book_delta_v2"):
         lakeapi.main.contents_cache[f"bucket=qnt.dat-table={table}"] = ["stale"]
     lakeapi.main.cache["ListObjectsV2-book"] = ["stale"]
-    _clear_lakeapi_listing_cache(lakeapi)
+    clear_listing_cache(lakeapi)
     assert "bucket=qnt.dat-table=book" not in lakeapi.main.contents_cache
     assert len(lakeapi.main.contents_cache) == 0 and len(lakeapi.main.cache) == 0

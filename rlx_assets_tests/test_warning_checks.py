@@ -11,7 +11,7 @@ import pytest
 
 from rlx_assets.lib import normalise as normalise_module
 from rlx_assets.lib.checks import check_rows_against_trailing, evaluate
-from rlx_assets.lib.demo_data import day_tables
+from rlx_assets.lib.demo_rows import day_tables
 from rlx_assets.lib.normalise import normalise_day
 from rlx_assets.lib.tables import TABLES
 from rlx_assets_tests.stand_ins import BTC

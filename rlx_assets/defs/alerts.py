@@ -10,30 +10,25 @@ takes them, in order. Message text is in `lib/alert_text.py`, transports in `lib
 
 from __future__ import annotations
 
-import os
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import dagster as dg
 
 from rlx_assets.defs.records import events_after, run_step_events
-from rlx_assets.defs.resources import CREDENTIAL_NAMES
 from rlx_assets.lib import alert_text as lib
 from rlx_assets.lib import slack as transports
 from rlx_assets.lib.incidents import DIGEST_AFTER, AlertCursor, Finding, Incidents, messages
-from rlx_assets.settings import ConfigError
+from rlx_assets.settings import Settings, secret_values
 
 SENSOR_NAME = "slack_alerts"
-DEFAULT_INTERVAL_SECONDS = 30
 DEFAULT_MAX_AGE_HOURS = 24.0
 PAGE = 200  # events read per query
 MAX_EVENTS_PER_TICK = 2_000  # events read per tick (most produce no message)
 MAX_MESSAGES_PER_TICK = 20
 RETRY_DECISION_GRACE_SECONDS = 60  # how long a failed run may lack its `dagster/will_retry` tag
 EVENT_TYPES = (dg.DagsterEventType.ASSET_CHECK_EVALUATION, dg.DagsterEventType.RUN_FAILURE)
-SECRET_VARIABLES = ("SLACK_WEBHOOK_URL", "SLACK_BOT_TOKEN",
-                    *(name for names in CREDENTIAL_NAMES.values() for name in names))
 WILL_RETRY_TAG = "dagster/will_retry"
 RETRY_NUMBER_TAG = "dagster/retry_number"
 DEFER = "defer"
@@ -63,51 +58,23 @@ class SlackAlertsResource(dg.ConfigurableResource):
 
     def redactor(self) -> transports.Redactor:
         """Slack secrets and vendor credentials, read when a tick runs, never logged."""
-        return transports.Redactor([self.webhook_url, self.bot_token,
-                                    *(os.environ.get(name) for name in SECRET_VARIABLES)])
+        return transports.Redactor([self.webhook_url, self.bot_token, *secret_values()])
 
 
-def _number(env: Mapping[str, str], name: str, default: float, minimum: float = 0) -> float:
-    text = env.get(name, "").strip()
-    if not text:
-        return default
-    try:
-        value = float(text)
-        if value < minimum:
-            raise ValueError
-    except ValueError:
-        raise ConfigError(f"{name}={text!r} is not a number of at least {minimum:g}.") from None
-    return value
-
-
-def slack_resource_from_env(env: Mapping[str, str] | None = None) -> SlackAlertsResource:
-    """The resource for the variables that are set; secret values are bound as `EnvVar`s."""
-    env = os.environ if env is None else env
-
-    def present(name: str) -> bool:
-        return bool(env.get(name, "").strip())
-
-    if present("SLACK_BOT_TOKEN") and not present("SLACK_WEBHOOK_URL") \
-            and not present("SLACK_CHANNEL"):
-        raise ConfigError("SLACK_BOT_TOKEN is set but SLACK_CHANNEL is not; set SLACK_CHANNEL "
-                          "to the channel alerts go to (e.g. #market-data-alerts).")
-    webserver = env.get("DAGSTER_WEBSERVER_URL", "").strip() or None
-    if webserver and not webserver.startswith(("http://", "https://")):
-        raise ConfigError(f"DAGSTER_WEBSERVER_URL={webserver!r} is not an http(s) URL; use the "
-                          "address people open the Dagster UI at, e.g. http://dagster:3000.")
-    fields: dict[str, object] = {
-        "webserver_url": webserver,
-        "max_age_hours": _number(env, "RLX_ALERT_MAX_AGE_HOURS", DEFAULT_MAX_AGE_HOURS),
-        "digest_after": int(_number(env, "RLX_ALERT_DIGEST_AFTER", DIGEST_AFTER)),
-    }
-    if present("SLACK_WEBHOOK_URL"):
+def slack_resource(settings: Settings) -> SlackAlertsResource:
+    """The resource for the Slack variables that are set; secrets are bound as `EnvVar`s."""
+    alerts = settings.alerts
+    fields: dict[str, object] = {"webserver_url": alerts.webserver_url,
+                                 "max_age_hours": alerts.max_age_hours,
+                                 "digest_after": alerts.digest_after}
+    if alerts.webhook_set:
         fields["webhook_url"] = dg.EnvVar("SLACK_WEBHOOK_URL")
-    if present("SLACK_BOT_TOKEN"):
+    if alerts.bot_token_set:
         fields["bot_token"] = dg.EnvVar("SLACK_BOT_TOKEN")
-    if present("SLACK_CHANNEL"):
-        fields["channel"] = env["SLACK_CHANNEL"].strip()
-    if present("SLACK_API_BASE_URL"):
-        fields["api_base_url"] = env["SLACK_API_BASE_URL"].strip()
+    if alerts.channel:
+        fields["channel"] = alerts.channel
+    if alerts.api_base_url:
+        fields["api_base_url"] = alerts.api_base_url
     return SlackAlertsResource(**fields)
 
 
@@ -303,9 +270,8 @@ def alert_tick(context: dg.SensorEvaluationContext, slack: SlackAlertsResource) 
                            cursor=cursor.dump())
 
 
-def build_alert_sensors(env: Mapping[str, str] | None = None) -> list[dg.SensorDefinition]:
-    env = os.environ if env is None else env
-    interval = int(_number(env, "RLX_ALERT_INTERVAL_SECONDS", DEFAULT_INTERVAL_SECONDS, 1))
+def build_alert_sensors(settings: Settings) -> list[dg.SensorDefinition]:
+    interval = settings.alerts.interval_seconds
 
     @dg.sensor(
         name=SENSOR_NAME,

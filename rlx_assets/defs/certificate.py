@@ -1,17 +1,29 @@
-"""The certificate asset per instrument, issued automatically once every partition passes."""
+"""The certificate asset per instrument, issued automatically once every partition passes.
+
+A recipe: read what Dagster recorded per day, verify the ready/ files (incrementally:
+`lib/verification`), then issue the certificate or refuse it (its files and their history,
+and withdrawal: `lib/certificate_files`; the checks themselves: `lib/certificate`)."""
 
 import datetime as dt
 from collections.abc import Iterator
 
 import dagster as dg
+from pydantic import Field
 
 from rlx_assets.defs.keys import CERTIFIED, certificate_key, table_key
 from rlx_assets.defs.records import recorded_days
 from rlx_assets.defs.resources import LakeResource
-from rlx_assets.lib.certificate import build_certificate, refusal_message, window_days
+from rlx_assets.lib import certificate_files, verification
+from rlx_assets.lib.certificate import (
+    Verdict,
+    build_certificate,
+    refusal_message,
+    window_days,
+)
 from rlx_assets.lib.checks import BLOCKING_CHECKS
 from rlx_assets.lib.day_record import DayRecord
 from rlx_assets.lib.instruments import Instrument
+from rlx_assets.lib.lake import Lake, LakeError
 from rlx_assets.lib.tables import TABLES
 from rlx_assets.settings import Settings
 
@@ -30,6 +42,17 @@ CERTIFY_WHEN_ALL_PASS = (
 ).with_label("all partitions in the window passed their blocking checks")
 
 
+class CertificateConfig(dg.Config):
+    """Run config of the certificate (the automation uses the defaults)."""
+
+    rehash_all: bool = Field(
+        default=False,
+        description="Re-read and hash every ready/ file, ignoring the records of files "
+                    "verified before (a local lake trusts an unchanged size, mtime and ctime; "
+                    "see rlx_assets.lib.verification). An S3 lake always compares size and "
+                    "ETag.")
+
+
 def recorded_partitions(
     instance: dg.DagsterInstance, key: dg.AssetKey, days: list[dt.date]
 ) -> dict[dt.date, DayRecord]:
@@ -46,7 +69,8 @@ def _exceptions_table(exceptions: list[dict[str, str]]) -> str:
     return "| table | day | check | reason | by | at |\n|---|---|---|---|---|---|\n" + rows
 
 
-def _issued_metadata(certificate: dict, path: str, days: int) -> dict[str, object]:
+def _issued_metadata(certificate: dict, path: str, days: int,
+                     checked: dict[str, int]) -> dict[str, object]:
     totals = {name: t["totals"] for name, t in certificate["tables"].items()}
     summary = "\n".join(
         f"| {name} | {t['days']} | {t['rows']:,} | {t['bytes'] / 1e6:,.1f} MB |"
@@ -61,7 +85,40 @@ def _issued_metadata(certificate: dict, path: str, days: int) -> dict[str, objec
         "dagster/row_count": sum(t["rows"] for t in totals.values()),
         "accepted_exceptions": dg.MetadataValue.md(_exceptions_table(
             certificate["accepted_exceptions"])),
+        # Incremental verification (lib/verification): files read again vs trusted.
+        "ready_files_verified": checked["files"],
+        "ready_files_rehashed": checked["rehashed"],
+        "ready_bytes_rehashed": checked["rehashed_bytes"],
+        "ready_files_trusted": checked["trusted"],
     }
+
+
+def _verify(context: dg.AssetExecutionContext, store: Lake, instrument: Instrument,
+            start: dt.date, end: dt.date, recorded: dict[str, dict[dt.date, DayRecord]],
+            rehash_all: bool) -> tuple[Verdict, dict[str, int]]:
+    """Check every day and its ready/ file (re-hashing only what changed since it was last
+    verified), keep what was verified, and say how much was read."""
+    verifier = verification.verifier_for(store, instrument, rehash_all)
+    verdict = build_certificate(
+        str(instrument), start, end, recorded, dt.datetime.now(dt.UTC), verifier)
+    try:  # an optimisation: failing to keep the records only means hashing again next time
+        verification.save(store, instrument, verifier)
+    except LakeError as exc:
+        context.log.warning(f"The verification records were not kept: {exc}")
+    checked = verifier.summary()
+    context.log.info(f"ready/ files: {checked['files']} verified, {checked['rehashed']} "
+                     f"re-hashed ({checked['rehashed_bytes'] / 1e9:,.2f} GB), "
+                     f"{checked['trusted']} unchanged since last verified.")
+    return verdict, checked
+
+
+def _no_longer_holds(verdict: Verdict, start: dt.date, end: dt.date) -> str | None:
+    """Why an earlier certificate from `start` to `end` must be withdrawn, or None."""
+    within = verdict.problems_within(start, end)
+    if not within:
+        return None
+    more = f" (and {len(within) - 1} more)" if len(within) > 1 else ""
+    return f"refused on re-issue: {within[0]}{more}"
 
 
 def refused(instrument: Instrument, start: dt.date, end: dt.date,
@@ -97,10 +154,12 @@ def build_certificate_asset(instrument: Instrument, settings: Settings) -> dg.As
                         "(a day it covered left ready/).")],
         description=f"Data-readiness certificate for {instrument}: every table and day from "
                     "RLX_START_DATE to RLX_END_DATE materialised, all blocking checks passed, "
-                    "ready/ files unchanged (size and sha256; size and ETag on S3). Research "
-                    "reads only certified windows.",
+                    "ready/ files unchanged (size and sha256, re-hashing only files whose size, "
+                    "mtime or ctime changed since last verified; size and ETag on S3). One "
+                    "current certificate per window start, earlier ones in certificates/history/. "
+                    "Research reads only certified windows.",
     )
-    def _certificate(context: dg.AssetExecutionContext,
+    def _certificate(context: dg.AssetExecutionContext, config: CertificateConfig,
                      lake: LakeResource) -> Iterator[dg.MaterializeResult | dg.AssetCheckResult]:
         start, end = settings.start_date, settings.window_end()
         days = window_days(start, end)
@@ -109,30 +168,31 @@ def build_certificate_asset(instrument: Instrument, settings: Settings) -> dg.As
         recorded = {name: recorded_partitions(context.instance, k, days)
                     for name, k in table_keys.items()}
         store = lake.lake()
-        certificate, problems = build_certificate(
-            str(instrument), start, end, recorded, dt.datetime.now(dt.UTC), store.unchanged)
-        file_key = store.certificate_key(instrument, start, end)
-        if certificate is None:
-            if store.read_json(file_key) is not None:  # an earlier one no longer holds
-                store.delete(file_key)
-                problems.append(f"the earlier certificate {store.location(file_key)} was "
-                                "withdrawn")
-            yield from refused(instrument, start, end, problems)
-        path = store.write_json(file_key, certificate)
+        verdict, checked = _verify(context, store, instrument, start, end, recorded,
+                                   config.rehash_all)
+        if verdict.certificate is None:  # earlier certificates over a failing day no longer hold
+            withdrawn = certificate_files.withdraw_where(
+                store, instrument, lambda c: _no_longer_holds(verdict, c.start, c.end))
+            yield from refused(instrument, start, end, verdict.problems + [
+                f"the earlier certificate {m.location} was withdrawn (kept as {m.kept_at})"
+                for m in withdrawn])
+        path = certificate_files.issue(store, instrument, start, end, verdict.certificate)
         again = {name: recorded_partitions(context.instance, k, days)
                  for name, k in table_keys.items()}
         if again != recorded:  # a partition changed while the files were being verified
-            store.delete(file_key)
+            certificate_files.withdraw(store, store.certificate_key(instrument, start, end),
+                                       "a partition was re-materialised while it was issued")
             yield from refused(instrument, start, end, [
                 "withdrawn: a partition was re-materialised while it was being issued; it "
-                f"is issued again once that run is done ({store.location(file_key)})"])
+                f"is issued again once that run is done ({path})"])
         yield dg.MaterializeResult(
-            metadata=_issued_metadata(certificate, str(path), len(days)),
+            metadata=_issued_metadata(verdict.certificate, str(path), len(days), checked),
             check_results=[dg.AssetCheckResult(
                 check_name=CERTIFIED, passed=True,
                 description=f"issued for {start}..{end}: {path}",
-                metadata={"content_sha256": certificate["content_sha256"],
-                          "accepted_exceptions": len(certificate["accepted_exceptions"])})])
+                metadata={"content_sha256": verdict.certificate["content_sha256"],
+                          "accepted_exceptions": len(
+                              verdict.certificate["accepted_exceptions"])})])
 
     return _certificate
 

@@ -5,20 +5,18 @@ vendor listing per (instrument, table) joined with the partition states and the 
 version each partition's latest materialisation recorded.
 """
 
-import os
-from collections.abc import Mapping
 
 import dagster as dg
 
 from rlx_assets.defs.keys import table_key
 from rlx_assets.defs.records import recorded_days
-from rlx_assets.defs.resources import CREDENTIAL_NAMES, CryptoLakeResource
+from rlx_assets.defs.resources import CryptoLakeResource
 from rlx_assets.defs.status import collect_states
 from rlx_assets.lib import inventory as inv
 from rlx_assets.lib.certificate import window_days
 from rlx_assets.lib.tables import TABLES
 from rlx_assets.lib.vendor import VendorError, VendorSource
-from rlx_assets.settings import Settings
+from rlx_assets.settings import Settings, credential_values
 
 INVENTORY_KEY = dg.AssetKey("vendor_inventory")
 REFRESH_CRON = "0 * * * *"  # hourly; materialise it by hand for a fresh view
@@ -44,15 +42,10 @@ def collect_inventory(
     return inv.build_inventory(collect_states(instance, settings, tables), vendor, recorded)
 
 
-def crypto_lake_from_env(
-    settings: Settings, env: Mapping[str, str] | None = None
-) -> CryptoLakeResource:
+def crypto_lake_from_env(settings: Settings) -> CryptoLakeResource:
     """The vendor resource with credentials read from the environment now (for the CLI;
     in Dagster the definitions bind them as `EnvVar`s)."""
-    env = os.environ if env is None else env
-    values = {field: next((env[n] for n in names if env.get(n)), None)
-              for field, names in CREDENTIAL_NAMES.items()}
-    return CryptoLakeResource(source=str(settings.source), **values)
+    return CryptoLakeResource(source=str(settings.source), **credential_values())
 
 
 def inventory_metadata(settings: Settings, days: list[inv.InventoryDay]) -> dict[str, object]:

@@ -8,8 +8,6 @@ certificate follows through its automation condition. Running by default only fo
 source (lakeapi, sample, s3://); stopped for a local directory such as the demo lake.
 """
 
-import os
-from collections.abc import Mapping
 
 import dagster as dg
 
@@ -21,26 +19,11 @@ from rlx_assets.lib import new_days
 from rlx_assets.lib.certificate import window_days
 from rlx_assets.lib.tables import TABLES
 from rlx_assets.lib.vendor import VendorError, VendorSource
-from rlx_assets.settings import ConfigError, Settings
+from rlx_assets.settings import Settings
 
 SENSOR_NAME = "new_vendor_days"
-DEFAULT_INTERVAL_SECONDS = 3600
-DEFAULT_MAX_PER_TICK = 50
 TRIGGER_TAG = "rlx/trigger"
 VERSION_TAG = "rlx/vendor_version"
-
-
-def _whole(env: Mapping[str, str], name: str, default: int) -> int:
-    text = env.get(name, "").strip()
-    if not text:
-        return default
-    try:
-        value = int(text)
-        if value < 1:
-            raise ValueError
-    except ValueError:
-        raise ConfigError(f"{name}={text!r} is not a whole number of at least 1.") from None
-    return value
 
 
 def new_days_tick(context: dg.SensorEvaluationContext, settings: Settings,
@@ -93,11 +76,8 @@ def new_days_tick(context: dg.SensorEvaluationContext, settings: Settings,
     )
 
 
-def build_new_days_sensor(settings: Settings,
-                          env: Mapping[str, str] | None = None) -> dg.SensorDefinition:
-    env = os.environ if env is None else env
-    interval = _whole(env, "RLX_NEW_DAYS_INTERVAL_SECONDS", DEFAULT_INTERVAL_SECONDS)
-    limit = _whole(env, "RLX_NEW_DAYS_MAX_PER_TICK", DEFAULT_MAX_PER_TICK)
+def build_new_days_sensor(settings: Settings) -> dg.SensorDefinition:
+    interval, limit = settings.new_days_interval_seconds, settings.new_days_max_per_tick
     real_source = settings.source.kind != "local"
     keys = [table_key(i, t) for i in settings.instruments for t in TABLES]
 

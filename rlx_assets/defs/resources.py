@@ -1,38 +1,21 @@
 """Resources: the vendor (Crypto Lake or a stand-in in its layout) and our lake root."""
 
 
-import os
 from pathlib import Path
 
 import dagster as dg
 
 from rlx_assets.lib.lake import Lake
 from rlx_assets.lib.retry import Backoff
-from rlx_assets.lib.vendor import (
-    CREDENTIAL_VARIABLES,
-    LocalSource,
-    S3Source,
-    VendorCredentialsMissing,
-    VendorSource,
-)
-from rlx_assets.settings import Source
-
-# The vendor hands out lower-case keys in `.env`; the standard AWS names work too.
-CREDENTIAL_NAMES = {
-    "aws_access_key_id": ("aws_access_key_id", "AWS_ACCESS_KEY_ID"),
-    "aws_secret_access_key": ("aws_secret_access_key", "AWS_SECRET_ACCESS_KEY"),
-    "aws_session_token": ("aws_session_token", "AWS_SESSION_TOKEN"),
-}
+from rlx_assets.lib.vendor import CREDENTIAL_VARIABLES, VendorCredentialsMissing, VendorSource
+from rlx_assets.lib.vendor_local import LocalSource
+from rlx_assets.lib.vendor_s3 import S3Source
+from rlx_assets.settings import Settings, Source
 
 
-def credential_env_vars() -> dict[str, dg.EnvVar]:
+def credential_env_vars(settings: Settings) -> dict[str, dg.EnvVar]:
     """EnvVars for the credential variables that are set; their values are not read here."""
-    out = {}
-    for field, names in CREDENTIAL_NAMES.items():
-        present = [name for name in names if name in os.environ]
-        if present:
-            out[field] = dg.EnvVar(present[0])
-    return out
+    return {field: dg.EnvVar(name) for field, name in settings.credential_variables.items()}
 
 
 class CryptoLakeResource(dg.ConfigurableResource):
@@ -81,9 +64,20 @@ class CryptoLakeResource(dg.ConfigurableResource):
 
 
 class LakeResource(dg.ConfigurableResource):
-    """Where our zones live (RLX_LAKE_ROOT)."""
+    """Where our zones live (RLX_LAKE_ROOT), the work directory of an s3:// lake, its
+    S3-compatible endpoint and the DuckDB catalog file (see `Settings.lake`)."""
 
     root: str
+    scratch_dir: str | None = None
+    endpoint_url: str | None = None
+    catalog_path: str | None = None
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> "LakeResource":
+        return cls(root=settings.lake_root, scratch_dir=str(settings.scratch_dir),
+                   endpoint_url=settings.lake_endpoint_url,
+                   catalog_path=str(settings.catalog_path) if settings.catalog_path else None)
 
     def lake(self) -> Lake:
-        return Lake.at(self.root)
+        return Lake.at(self.root, Path(self.scratch_dir) if self.scratch_dir else None,
+                       self.endpoint_url, Path(self.catalog_path) if self.catalog_path else None)

@@ -15,7 +15,7 @@ from rlx_assets.defs.records import (
 )
 from rlx_assets.lib.certificate import window_days
 from rlx_assets.lib.checks import BLOCKING_CHECKS
-from rlx_assets.lib.lake import QUARANTINE, READY, Lake
+from rlx_assets.lib.lake import QUARANTINE, READY
 from rlx_assets.lib.status import PartitionState, partition_state
 from rlx_assets.lib.tables import TABLES
 from rlx_assets.settings import Settings
@@ -41,7 +41,7 @@ def certificate_states(instance: dg.DagsterInstance,
 def collect_states(
     instance: dg.DagsterInstance, settings: Settings, tables: list[str] | None = None
 ) -> list[PartitionState]:
-    lake = Lake.at(settings.lake_root)
+    lake = settings.lake()
     days = window_days(settings.start_date, settings.window_end())
     partitions = daily_partitions(settings)
     states = []

@@ -7,7 +7,6 @@ have data and drops those of tables that have none. Quarantined data is never vi
 
 from __future__ import annotations
 
-import os
 import urllib.parse
 
 import duckdb
@@ -53,7 +52,7 @@ def connect_to_lake(conn: duckdb.DuckDBPyConnection, lake: Lake) -> None:
         options.update(KEY_ID=frozen.access_key, SECRET=frozen.secret_key)
         if frozen.token:
             options["SESSION_TOKEN"] = frozen.token
-    endpoint = os.environ.get("RLX_LAKE_ENDPOINT_URL") or os.environ.get("AWS_ENDPOINT_URL")
+    endpoint = lake.endpoint_url
     if endpoint:
         url = urllib.parse.urlparse(endpoint)
         options.update(ENDPOINT=url.netloc, URL_STYLE="path",

@@ -1,8 +1,11 @@
 """The data-readiness certificate: verify every (table, day) of a window, or list the gaps.
 
 Pure logic: the caller gathers what Dagster recorded per partition (`DayRecord`); this module
-checks each against the blocking checks and the file in ready/, computes the holes across
-day boundaries, and builds the certificate with a hash of its own canonical content.
+checks each against the blocking checks and the file in ready/ (through an `Unchanged`: the
+incremental one of `verification` for the certificate), computes the holes across day
+boundaries, and builds the certificate with a hash of its own canonical content, or the
+problems by day (`Verdict`). Where certificates are kept, superseded and withdrawn:
+`certificate_files`.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ import datetime as dt
 import hashlib
 import json
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 
 from rlx_assets.lib.checks import BLOCKING_CHECKS
 from rlx_assets.lib.day_record import DayRecord
@@ -59,6 +63,19 @@ def canonical_sha256(payload: Mapping[str, object]) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
+@dataclass(frozen=True)
+class Verdict:
+    certificate: dict[str, object] | None  # None: refused
+    problems: list[str]  # one line per (table, day) problem; empty when issued
+    by_day: Mapping[dt.date, tuple[str, ...]] = field(default_factory=dict)
+
+    def problems_within(self, start: dt.date, end: dt.date) -> list[str]:
+        """The problems on days from `start` to `end`: what an earlier certificate of that
+        window would vouch for wrongly now."""
+        return [p for day, found in sorted(self.by_day.items()) if start <= day <= end
+                for p in found]
+
+
 def build_certificate(
     instrument: str,
     start: dt.date,
@@ -66,17 +83,19 @@ def build_certificate(
     recorded: Mapping[str, Mapping[dt.date, DayRecord]],
     generated_at: dt.datetime,
     unchanged: Unchanged,
-) -> tuple[dict[str, object] | None, list[str]]:
-    """Return (certificate, []) when every partition passes, else (None, problems)."""
+) -> Verdict:
+    """The certificate when every partition passes, else the problems. `unchanged` is called
+    once per ready file, in table then day order."""
     days = window_days(start, end)
-    problems = [
-        problem
-        for table, records in recorded.items()
-        for day in days
-        for problem in partition_problems(table, day, records.get(day), unchanged)
-    ]
+    problems: list[str] = []
+    by_day: dict[dt.date, tuple[str, ...]] = {}
+    for table, records in recorded.items():
+        for day in days:
+            found = partition_problems(table, day, records.get(day), unchanged)
+            problems += found
+            by_day[day] = by_day.get(day, ()) + tuple(found)
     if problems:
-        return None, problems
+        return Verdict(None, problems, {d: f for d, f in by_day.items() if f})
     tables: dict[str, object] = {}
     for table, records in recorded.items():
         entries, previous = [], None
@@ -119,7 +138,7 @@ def build_certificate(
             for check, a in sorted(records[day].accepted.items())],
         "tables": tables,
     }
-    return {**body, "content_sha256": canonical_sha256(body)}, []
+    return Verdict({**body, "content_sha256": canonical_sha256(body)}, [])
 
 
 def refusal_message(instrument: str, start: dt.date, end: dt.date, problems: list[str]) -> str:

@@ -3,25 +3,28 @@
 Steps run in order and share a `Checkup`; each returns (ok, one-line message) and the first
 failure ends the checkup. Network calls use short timeouts and one retry at most, so an
 unreachable endpoint fails in seconds. Credential values never appear in a message: steps
-name variables only, and every line is passed through a redactor as well.
+name variables only, and every line is passed through a redactor as well. Plain logic: the
+caller hands in how to load the settings and how to open the Dagster instance, so this module
+imports neither.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import json
 import zlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-from rlx_assets.defs.resources import CREDENTIAL_NAMES
+from rlx_assets.lib import s3
 from rlx_assets.lib.instruments import instrument_prefix
-from rlx_assets.lib.lake import Lake, LakeError
+from rlx_assets.lib.lake import LakeError
+from rlx_assets.lib.lakeapi_access import CONTENTS_FILE, contents_keys
 from rlx_assets.lib.slack import Redactor
 from rlx_assets.lib.tables import TABLES
-from rlx_assets.lib.vendor import CREDENTIAL_VARIABLES, LocalSource
-from rlx_assets.settings import ConfigError, Settings
+from rlx_assets.lib.vendor import CREDENTIAL_NAMES, CREDENTIAL_VARIABLES
+from rlx_assets.lib.vendor_local import LocalSource
 
 REGION = "eu-west-1"
 CONNECT_TIMEOUT_SECONDS = 3
@@ -36,10 +39,16 @@ KINDS = {
 }
 
 
+# (storage class name, number of runs) of the Dagster instance; raises if it is not usable
+InstanceProbe = Callable[[], tuple[str, int]]
+
+
 @dataclass
 class Checkup:
     env: Mapping[str, str]
-    settings: Settings | None = None
+    load_settings: Callable[[], Any]  # rlx_assets.settings.Settings; raises ValueError
+    probe_instance: InstanceProbe
+    settings: Any = None
     client: object | None = None  # boto3 S3 client with short timeouts (S3 sources)
     sample: str | None = None  # one vendor object to read: a key (S3) or a path (local)
 
@@ -57,22 +66,8 @@ class Checkup:
 Result = tuple[bool, str]
 
 
-def _error(exc: Exception) -> tuple[str, str]:
-    """(code, HTTP status) of a botocore ClientError."""
-    response = getattr(exc, "response", {}) or {}
-    return (str(response.get("Error", {}).get("Code", "")),
-            str(response.get("ResponseMetadata", {}).get("HTTPStatusCode", "")))
-
-
-def _denied(exc: Exception) -> bool:
-    code, status = _error(exc)
-    return status == "403" or code in ("AccessDenied", "InvalidAccessKeyId",
-                                       "SignatureDoesNotMatch")
-
-
-def _not_found(exc: Exception) -> bool:
-    code, status = _error(exc)
-    return status == "404" or code in ("NoSuchKey", "NotFound", "404", "NoSuchBucket")
+def _not_found(fault: s3.Fault) -> bool:
+    return fault.kind in (s3.Kind.NOT_FOUND, s3.Kind.NO_BUCKET)
 
 
 def _first_line(exc: BaseException) -> str:
@@ -84,8 +79,8 @@ def _first_line(exc: BaseException) -> str:
 
 def check_source(c: Checkup) -> Result:
     try:
-        c.settings = Settings.from_env(c.env)
-    except ConfigError as exc:
+        c.settings = c.load_settings()
+    except ValueError as exc:  # ConfigError: one sentence naming the variable
         return False, f"Configuration: {exc}"
     s = c.settings
     chosen = "CRYPTO_LAKE_SOURCE" if c.env.get("CRYPTO_LAKE_SOURCE", "").strip() else \
@@ -98,14 +93,11 @@ def check_source(c: Checkup) -> Result:
 
 def _session_client(c: Checkup, anonymous: bool, **credentials: str | None):
     import boto3
-    import botocore
-    from botocore.config import Config
 
-    session = boto3.Session(region_name=REGION, **credentials)
-    config = Config(connect_timeout=CONNECT_TIMEOUT_SECONDS, read_timeout=READ_TIMEOUT_SECONDS,
-                    retries={"mode": "standard", "total_max_attempts": 2},
-                    signature_version=botocore.UNSIGNED if anonymous else None)
-    c.client = session.client("s3", config=config)
+    session = boto3.Session(**credentials)
+    c.client = s3.client(session, anonymous=anonymous, region=REGION, attempts=2,
+                         connect_timeout=CONNECT_TIMEOUT_SECONDS,
+                         read_timeout=READ_TIMEOUT_SECONDS)
     return session
 
 
@@ -142,12 +134,8 @@ def _endpoint(client) -> str:
     return urlunsplit((parts.scheme, host, parts.path, "", ""))
 
 
-_UNREACHABLE = ("EndpointConnectionError", "ConnectTimeoutError", "ReadTimeoutError",
-                "ConnectionClosedError", "SSLError", "ProxyConnectionError")
-
-
 def _unreachable(c: Checkup, exc: Exception) -> Result | None:
-    if type(exc).__name__ not in _UNREACHABLE:
+    if s3.classify(exc).kind is not s3.Kind.UNREACHABLE:
         return None
     return False, (f"Endpoint: cannot reach {_endpoint(c.client)} ({type(exc).__name__}); "
                    "check the network or proxy, and AWS_ENDPOINT_URL if it is set.")
@@ -166,12 +154,12 @@ def check_endpoint(c: Checkup) -> Result:
     try:
         c.client.head_bucket(Bucket=source.bucket)
     except botocore.exceptions.ClientError as exc:
-        code, status = _error(exc)
-        if _not_found(exc):
+        fault = s3.classify(exc)
+        if _not_found(fault):
             return False, (f"Endpoint: {endpoint} answered, but has no bucket {source.bucket}; "
                            "check CRYPTO_LAKE_SOURCE, and AWS_ENDPOINT_URL if it is set.")
-        return True, (f"Endpoint: {endpoint} answered (HTTP {status} {code} to HeadBucket, "
-                      "as for keys without s3:ListBucket).")
+        return True, (f"Endpoint: {endpoint} answered (HTTP {fault.status} {fault.code} to "
+                      "HeadBucket, as for keys without s3:ListBucket).")
     except Exception as exc:
         unreachable = _unreachable(c, exc)
         if unreachable is None:
@@ -195,14 +183,14 @@ def _contents(c: Checkup, table: str) -> list[str] | None:
     """The keys in the vendor's `<table>/contents.json.gz`, or None if there is none."""
     import botocore.exceptions
 
-    key = c.key(f"{table}/contents.json.gz")
+    key = c.key(f"{table}/{CONTENTS_FILE}")
     try:
         body = c.client.get_object(Bucket=c.settings.source.bucket, Key=key)["Body"].read()
     except botocore.exceptions.ClientError as exc:
-        if _not_found(exc):
+        if _not_found(s3.classify(exc)):
             return None
         raise
-    return [str(k) for k in json.loads(zlib.decompress(body))["objects"]]
+    return contents_keys(body)
 
 
 def _discover_s3(c: Checkup) -> tuple[dict[tuple[str, str], list[str]], str]:
@@ -213,7 +201,7 @@ def _discover_s3(c: Checkup) -> tuple[dict[tuple[str, str], list[str]], str]:
     for table in TABLES:
         listing = _contents(c, table) if source.kind == "lakeapi" else None
         if source.kind == "lakeapi" and listing is None:
-            notes.append(f"{table}/contents.json.gz")
+            notes.append(f"{table}/{CONTENTS_FILE}")
         for instrument in c.settings.instruments:
             prefix = c.key(instrument_prefix(table, instrument))
             if listing is not None:
@@ -222,9 +210,9 @@ def _discover_s3(c: Checkup) -> tuple[dict[tuple[str, str], list[str]], str]:
                 try:
                     keys = _listed(c, prefix)
                 except botocore.exceptions.ClientError as exc:
-                    if not _denied(exc):
+                    if s3.classify(exc).kind is not s3.Kind.DENIED:
                         raise
-                    missing = (f"s3://{source.bucket}/{c.key(table + '/contents.json.gz')} is "
+                    missing = (f"s3://{source.bucket}/{c.key(f'{table}/{CONTENTS_FILE}')} is "
                                "missing and " if source.kind == "lakeapi" else "")
                     raise DiscoveryFailed(
                         f"Discovery: {missing}listing s3://{source.bucket}/{prefix} is denied "
@@ -261,11 +249,11 @@ def check_discovery(c: Checkup) -> Result:
     except DiscoveryFailed as exc:
         return False, str(exc)
     except botocore.exceptions.ClientError as exc:
-        code, status = _error(exc)
+        fault = s3.classify(exc)
         advice = (f"; check that {CREDENTIAL_VARIABLES} are right and that your subscription "
-                  "covers these tables") if _denied(exc) else ""
-        return False, (f"Discovery: {c.where} answered {code} (HTTP {status}) when asked for "
-                       f"its listing{advice}.")
+                  "covers these tables") if fault.kind is s3.Kind.DENIED else ""
+        return False, (f"Discovery: {c.where} answered {fault.code} (HTTP {fault.status}) when "
+                       f"asked for its listing{advice}.")
     except (zlib.error, ValueError, KeyError, TypeError) as exc:
         return False, (f"Discovery: a contents.json.gz under {c.where} is not a zlib-compressed "
                        f"JSON listing ({_first_line(exc)}); the vendor's listing is damaged.")
@@ -307,10 +295,11 @@ def check_object(c: Checkup) -> Result:
             tail = c.client.get_object(Bucket=source.bucket, Key=c.sample,
                                        Range="bytes=-8")["Body"].read()
     except botocore.exceptions.ClientError as exc:
-        code, status = _error(exc)
-        return False, (f"Object: reading {where} failed with {code} (HTTP {status}); "
+        fault = s3.classify(exc)
+        return False, (f"Object: reading {where} failed with {fault.code} (HTTP {fault.status}); "
                        + (f"check that your subscription covers it ({CREDENTIAL_VARIABLES})."
-                          if _denied(exc) else "the vendor listed it but cannot serve it."))
+                          if fault.kind is s3.Kind.DENIED else
+                          "the vendor listed it but cannot serve it."))
     except OSError as exc:
         return False, f"Object: cannot read {where} ({exc.strerror or exc})."
     except Exception as exc:
@@ -328,7 +317,7 @@ def check_object(c: Checkup) -> Result:
 
 def check_lake(c: Checkup) -> Result:
     try:
-        lake = Lake.at(c.settings.lake_root)
+        lake = c.settings.lake()
         lake.check_writable()
     except LakeError as exc:
         return False, f"Lake root: {exc}"
@@ -340,12 +329,8 @@ def check_instance(c: Checkup) -> Result:
     if not home:
         return False, ("Dagster instance: DAGSTER_HOME is not set; set it to a directory "
                        "holding a dagster.yaml, such as the project's dagster_home.")
-    import dagster as dg
-
     try:
-        with dg.DagsterInstance.get() as instance:
-            runs = instance.get_runs_count()
-            storage = type(instance.run_storage).__name__
+        storage, runs = c.probe_instance()
     except Exception as exc:
         return False, (f"Dagster instance: DAGSTER_HOME={home} is not usable "
                        f"({_first_line(exc)}); point DAGSTER_HOME at an existing directory "
@@ -359,14 +344,16 @@ STEPS: tuple[Callable[[Checkup], Result], ...] = (
 )
 
 
-def run_doctor(env: Mapping[str, str], emit: Callable[[bool, str], None]) -> bool:
+def run_doctor(env: Mapping[str, str], emit: Callable[[bool, str], None],
+               load_settings: Callable[[], Any], probe_instance: InstanceProbe) -> bool:
     """Run the steps in order, emitting one line each; stop at the first failure.
 
     `env` is the environment as the pipeline sees it (`os.environ` after `.env`); boto3 and
-    Dagster read the process environment too, so the two should agree.
+    Dagster read the process environment too, so the two should agree. `load_settings`
+    reads the configuration from it; `probe_instance` opens the Dagster instance.
     """
     redact = Redactor(env.get(name) for names in CREDENTIAL_NAMES.values() for name in names)
-    checkup = Checkup(env)
+    checkup = Checkup(env, load_settings, probe_instance)
     for step in STEPS:
         try:
             ok, message = step(checkup)

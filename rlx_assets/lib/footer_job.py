@@ -17,13 +17,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
-from rlx_assets.lib.parquet_footer import (
-    FooterEdit,
-    NotParquet,
-    Struct,
-    edit_footer,
-    footer_from_tail,
-)
+from rlx_assets.lib.footer_read import NotParquet, footer_from_tail
+from rlx_assets.lib.parquet_footer import FooterEdit, edit_footer
+from rlx_assets.lib.thrift_compact import Struct
 
 TAIL = 8  # a parquet file ends with the footer's length (4 bytes) and PAR1
 

@@ -7,7 +7,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from rlx_assets.lib import acceptance
+from rlx_assets.lib import acceptance, certificate_files
 from rlx_assets.lib.checks import CheckOutcome, evaluate, failed_blocking
 from rlx_assets.lib.day_record import QUARANTINE, READY, DayRecord
 from rlx_assets.lib.footer_job import FooterJob, read_tail
@@ -182,12 +182,13 @@ def ingest_partition(
                 evaluate(scan, previous_last_time, trailing_rows),
                 acceptance.for_partition(lake, spec.name, instrument, day), raw.sha256)
             passed = not failed_blocking(outcomes)
-            withdrawn: list[str] = []
+            withdrawn: list[certificate_files.Moved] = []
             if not passed:  # before ready/ loses the day: no certificate may outlive it
-                withdrawn = lake.withdraw_certificates(instrument, day)
-                for location in withdrawn:
-                    log(f"Withdrew the certificate {location}: {spec.name} {day} failed its "
-                        "checks.")
+                why = f"{spec.name} {day} failed {', '.join(failed_blocking(outcomes))}"
+                withdrawn = certificate_files.withdraw_covering(lake, instrument, day, why)
+                for moved in withdrawn:
+                    log(f"Withdrew the certificate {moved.location} ({why}); kept as "
+                        f"{moved.kept_at}.")
             published = lake.publish(staged, spec.name, instrument, day, passed)
         finally:
             if footer is not None:
@@ -197,4 +198,4 @@ def ingest_partition(
             lake.release(raw.path)
     return PartitionResult(obj, raw, scan, outcomes, published.location, published.version,
                            scan.output_sha256, scan.output_bytes, time.perf_counter() - started,
-                           tuple(withdrawn))
+                           tuple(m.location for m in withdrawn))

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import datetime as dt
 import fcntl
-import os
 import tempfile
 import uuid
 from collections.abc import Iterator
@@ -21,6 +20,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from rlx_assets.lib.certificate_files import current_key
 from rlx_assets.lib.instruments import Instrument, day_prefix, instrument_prefix
 from rlx_assets.lib.stores import LakeError, LocalStore, S3Store, Store, write_error
 
@@ -42,29 +42,32 @@ def partition_key(zone: str, table: str, instrument: Instrument, day: dt.date) -
 
 
 def default_scratch() -> Path:
-    return Path(os.environ.get("RLX_SCRATCH_DIR") or Path(tempfile.gettempdir())
-                / "rlx_assets_scratch")
+    return Path(tempfile.gettempdir()) / "rlx_assets_scratch"
 
 
 @dataclass(frozen=True)
 class Lake:
     store: Store
     work: Path  # local directory for downloads and files being written
+    catalog_file: Path | None = None  # RLX_CATALOG_PATH, if set
 
     @classmethod
-    def at(cls, uri: str, scratch: Path | None = None) -> Lake:
-        """The lake at `uri`: a local directory (or file:// URL), or s3://bucket/prefix."""
+    def at(cls, uri: str, scratch: Path | None = None, endpoint_url: str | None = None,
+           catalog_path: Path | None = None) -> Lake:
+        """The lake at `uri`: a local directory (or file:// URL), or s3://bucket/prefix (on
+        `endpoint_url`, an S3-compatible server, if given), with its work files under
+        `scratch` (S3) and its DuckDB catalog at `catalog_path` (default: see catalog_path)."""
         if uri.startswith("s3://"):
             bucket, _, prefix = uri[5:].partition("/")
             if not bucket:
                 raise LakeError(f"RLX_LAKE_ROOT={uri} names no bucket; use s3://bucket/prefix.")
-            store = S3Store(bucket, prefix.strip("/"))
-            return cls(store, (scratch or default_scratch()) / store.slug)
+            store = S3Store(bucket, prefix.strip("/"), endpoint_url)
+            return cls(store, (scratch or default_scratch()) / store.slug, catalog_path)
         if "://" in uri and not uri.startswith("file://"):
             raise LakeError(f"RLX_LAKE_ROOT={uri!r} is neither a local directory nor "
                             "s3://bucket/prefix.")
         root = Path(uri.removeprefix("file://")).expanduser().absolute()
-        return cls(LocalStore(root), root)
+        return cls(LocalStore(root), root, catalog_path)
 
     @property
     def root(self) -> str:
@@ -73,6 +76,11 @@ class Lake:
     @property
     def is_local(self) -> bool:
         return isinstance(self.store, LocalStore)
+
+    @property
+    def endpoint_url(self) -> str | None:
+        """The S3-compatible server of an s3:// lake, if not AWS."""
+        return None if isinstance(self.store, LocalStore) else self.store.endpoint_url
 
     # --- where things are ------------------------------------------------------------------
 
@@ -90,28 +98,13 @@ class Lake:
     def catalog_path(self) -> Path:
         """The DuckDB catalog file (always local): RLX_CATALOG_PATH, else under a local
         root, else `catalog.duckdb` in the working directory (an s3:// lake)."""
-        if os.environ.get("RLX_CATALOG_PATH"):
-            return Path(os.environ["RLX_CATALOG_PATH"]).expanduser().absolute()
+        if self.catalog_file is not None:
+            return self.catalog_file
         return self.work / "catalog.duckdb" if self.is_local else Path.cwd() / "catalog.duckdb"
 
     def certificate_key(self, instrument: Instrument, start: dt.date, end: dt.date) -> str:
-        return f"certificates/{instrument.slug}_{start}_{end}.json"
-
-    def withdraw_certificates(self, instrument: Instrument, day: dt.date) -> list[str]:
-        """Delete the instrument's certificates whose window holds `day` (a partition there
-        just failed its checks): a certificate must never vouch for data that is not ready.
-        Returns their locations."""
-        prefix, withdrawn = f"certificates/{instrument.slug}_", []
-        for key in self.store.list("certificates/"):
-            try:  # <slug>_<start>_<end>.json
-                start, end = map(dt.date.fromisoformat,
-                                 key.removeprefix(prefix).removesuffix(".json").split("_"))
-            except ValueError:
-                continue
-            if key.startswith(prefix) and start <= day <= end:
-                self.store.delete(key)
-                withdrawn.append(self.store.location(key))
-        return withdrawn
+        """The current certificate of the window (its lifecycle: `certificate_files`)."""
+        return current_key(instrument.slug, start, end)
 
     def certificate_path(self, instrument: Instrument, start: dt.date, end: dt.date) -> Path:
         """A local lake's certificate file."""

@@ -26,8 +26,9 @@ import polars as pl
 import pyarrow as pa
 
 from rlx_assets.lib.footer_job import FooterJob, read_tail
+from rlx_assets.lib.footer_read import NotParquet
 from rlx_assets.lib.hashing import CHUNK_BYTES, StreamHash
-from rlx_assets.lib.parquet_footer import NotParquet, footer_tail
+from rlx_assets.lib.parquet_footer import footer_tail
 from rlx_assets.lib.scan import DayScan, TimeRules
 from rlx_assets.lib.stores import LakeError
 from rlx_assets.lib.tables import RENAMES, TIME_COLUMNS, TableSpec

@@ -8,6 +8,7 @@ can act on is a `LakeError` whose one sentence names the path or bucket.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
 import os
@@ -15,7 +16,8 @@ import uuid
 from pathlib import Path
 from typing import Protocol
 
-from rlx_assets.lib.hashing import sha256_file
+from rlx_assets.lib import s3
+from rlx_assets.lib.verification import verify_file
 
 
 class LakeError(Exception):
@@ -89,7 +91,8 @@ class LocalStore:
             part.write_bytes(dumps(payload))
             os.replace(part, path)
         except OSError as exc:
-            part.unlink(missing_ok=True)
+            with contextlib.suppress(OSError):  # the part may not exist, nor its folder
+                part.unlink(missing_ok=True)
             raise write_error(path, exc) from exc
 
     def delete(self, key: str) -> None:
@@ -103,12 +106,9 @@ class LocalStore:
                       if p.is_file())
 
     def unchanged(self, location: str, size: int, sha256: str, version: str) -> str | None:
-        path = Path(location)
-        if not path.is_file():
-            return f"file {path} is gone"
-        if path.stat().st_size != size or sha256_file(path) != sha256:
-            return f"file {path} changed since it was materialised"
-        return None
+        """A full check (reads the file); the certificate skips files verified before, see
+        `verification`."""
+        return verify_file(Path(location), size, sha256, None).problem
 
     def check_writable(self) -> None:
         probe = self.path / f".write-test-{uuid.uuid4().hex}"
@@ -122,11 +122,11 @@ class LocalStore:
 
 class S3Store:
     """A bucket and prefix. Credentials come from the standard AWS chain (environment,
-    profile, instance role); `RLX_LAKE_ENDPOINT_URL` (else `AWS_ENDPOINT_URL`) points it at
-    an S3-compatible server."""
+    profile, instance role); `endpoint_url` (RLX_LAKE_ENDPOINT_URL, else AWS_ENDPOINT_URL)
+    points it at an S3-compatible server."""
 
-    def __init__(self, bucket: str, prefix: str) -> None:
-        self.bucket, self.prefix = bucket, prefix
+    def __init__(self, bucket: str, prefix: str, endpoint_url: str | None = None) -> None:
+        self.bucket, self.prefix, self.endpoint_url = bucket, prefix, endpoint_url
         self.root = f"s3://{bucket}/{prefix}".rstrip("/")
         self.slug = f"{bucket}_{prefix}".strip("_").replace("/", "_")
         self._client = None
@@ -134,13 +134,7 @@ class S3Store:
     @property
     def client(self):
         if self._client is None:
-            import boto3
-            from botocore.config import Config
-
-            self._client = boto3.session.Session().client(
-                "s3", endpoint_url=os.environ.get("RLX_LAKE_ENDPOINT_URL") or None,
-                config=Config(retries={"mode": "standard", "total_max_attempts": 5},
-                              connect_timeout=10, read_timeout=60))
+            self._client = s3.client(endpoint_url=self.endpoint_url)
         return self._client
 
     def _key(self, key: str) -> str:
@@ -150,31 +144,22 @@ class S3Store:
         return f"s3://{self.bucket}/{self._key(key)}"
 
     def _error(self, what: str, exc: Exception) -> LakeError:
-        import botocore.exceptions as bx
-
-        if isinstance(exc, bx.NoCredentialsError):
+        fault = s3.classify(exc)
+        if fault.kind is s3.Kind.NO_CREDENTIALS:
             why = ("no AWS credentials; set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or "
                    "AWS_PROFILE, or run with an instance role")
-        elif isinstance(exc, bx.ClientError):
-            error = exc.response.get("Error", {})
-            why = f"{error.get('Code', '')}: {error.get('Message', '')}".strip(": ")
-        else:
-            why = str(exc)
+        else:  # the server's own words (code: message), or the exception's
+            why = f"{fault.code}: {fault.message}".strip(": ") if fault.code else fault.message
         return LakeError(f"Cannot {what} in the lake {self.root} ({why}); check RLX_LAKE_ROOT, "
                          "the bucket's permissions and the credentials.")
 
     def _missing(self, exc: Exception) -> bool:
-        import botocore.exceptions as bx
-
-        return isinstance(exc, bx.ClientError) and str(
-            exc.response.get("Error", {}).get("Code")) in ("404", "NoSuchKey", "NotFound")
+        return s3.classify(exc).kind is s3.Kind.NOT_FOUND
 
     def _head(self, key: str) -> dict | None:
         try:
-            return self.client.head_object(Bucket=self.bucket, Key=key)
+            return s3.head(self.client, self.bucket, key)
         except Exception as exc:
-            if self._missing(exc):
-                return None
             raise self._error(f"read s3://{self.bucket}/{key}", exc) from exc
 
     def put(self, local: Path, key: str) -> str:

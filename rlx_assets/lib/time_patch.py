@@ -20,7 +20,7 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from rlx_assets.lib.parquet_footer import (
+from rlx_assets.lib.footer_fields import (
     CC_FILE_OFFSET,
     CC_INDEX_FIELDS,
     CC_META,
@@ -30,8 +30,8 @@ from rlx_assets.lib.parquet_footer import (
     CMD_INDEX_PAGE,
     FMD_ROW_GROUPS,
     RG_COLUMNS,
-    footer_of,
 )
+from rlx_assets.lib.footer_read import footer_of
 from rlx_assets.lib.thrift_compact import I64, STRUCT, Struct, items_of, value_of
 
 GROUPS_PER_FILE = 64  # row groups re-encoded per in-memory file (bounded memory)
