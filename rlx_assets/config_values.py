@@ -120,6 +120,24 @@ def per_table(env: Mapping[str, str], variable: str, example: str,
     return values
 
 
+def instrument_lines(text: str, path: str) -> list[Instrument]:
+    """The instruments of an RLX_INSTRUMENTS_FILE: one `EXCHANGE:SYMBOL` a line, `#` starts a
+    comment, blank lines are skipped; order kept, repeats dropped."""
+    found: list[Instrument] = []
+    for line_no, line in enumerate(text.splitlines(), start=1):
+        entry = line.partition("#")[0].strip()
+        if entry:
+            try:
+                found.append(Instrument.parse(entry, f"RLX_INSTRUMENTS_FILE={path}, line "
+                                                     f"{line_no}:"))
+            except InstrumentError as exc:
+                raise ConfigError(str(exc)) from None
+    if not found:
+        raise ConfigError(f"RLX_INSTRUMENTS_FILE={path} lists no instruments; put one "
+                          "EXCHANGE:SYMBOL per line in it, such as BINANCE:BTC-USDT.")
+    return list(dict.fromkeys(found))
+
+
 def scoped(values: dict[tuple[str, str], float], instrument: Instrument, table: str,
             default: float) -> float:
     for scope in (str(instrument), "*"):

@@ -15,7 +15,16 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from rlx_assets.config_values import ConfigError, Source, date, number, per_table, scoped, url
+from rlx_assets.config_values import (
+    ConfigError,
+    Source,
+    date,
+    instrument_lines,
+    number,
+    per_table,
+    scoped,
+    url,
+)
 from rlx_assets.lib.continuity import TimeRules
 from rlx_assets.lib.incidents import DIGEST_AFTER
 from rlx_assets.lib.instruments import Instrument, InstrumentError, parse_instruments
@@ -101,6 +110,27 @@ def _days_per_run(env: Mapping[str, str]) -> int:
     return days
 
 
+def _instruments(env: Mapping[str, str]) -> list[Instrument]:
+    """RLX_INSTRUMENTS, or the file RLX_INSTRUMENTS_FILE names (not both)."""
+    text = env.get("RLX_INSTRUMENTS", "").strip()
+    path = env.get("RLX_INSTRUMENTS_FILE", "").strip()
+    if text and path:
+        raise ConfigError("RLX_INSTRUMENTS and RLX_INSTRUMENTS_FILE are both set; set only one "
+                          "of them (the file suits many instruments).")
+    if not path:
+        try:
+            return parse_instruments(text or DEFAULT_INSTRUMENTS)
+        except InstrumentError as exc:
+            raise ConfigError(str(exc)) from None
+    try:
+        content = Path(path).expanduser().read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = getattr(exc, "strerror", None) or exc
+        raise ConfigError(f"RLX_INSTRUMENTS_FILE={path} cannot be read ({reason}); point it "
+                          "at a text file with one EXCHANGE:SYMBOL per line.") from None
+    return instrument_lines(content, path)
+
+
 def _path(env: Mapping[str, str], name: str) -> Path | None:
     text = env.get(name, "").strip()
     return Path(text).expanduser().absolute() if text else None
@@ -133,10 +163,7 @@ class Settings:
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
         env = environment() if env is None else env
         source = Source.parse(env.get("CRYPTO_LAKE_SOURCE", "").strip() or DEFAULT_SOURCE)
-        try:
-            instruments = parse_instruments(env.get("RLX_INSTRUMENTS", "") or DEFAULT_INSTRUMENTS)
-        except InstrumentError as exc:
-            raise ConfigError(str(exc)) from None
+        instruments = _instruments(env)
         start = date(env, "RLX_START_DATE", DEFAULT_START)
         end = date(env, "RLX_END_DATE", None)
         if end is not None and end < start:

@@ -1,5 +1,5 @@
 """`rlx-assets`: the demo backfill (the quick start's main job), re-checks, status, SQL,
-accepted vendor exceptions, doctor and inventory."""
+accepted vendor exceptions, doctor, inventory and the vendor's instruments."""
 
 from __future__ import annotations
 
@@ -8,9 +8,14 @@ import sys
 
 from rlx_assets.cli.demo import demo
 from rlx_assets.cli.lake import accept, recheck, sql, status
-from rlx_assets.cli.vendor import doctor, inventory
+from rlx_assets.cli.vendor import doctor, instruments, inventory
 
 __all__ = ["main"]
+
+
+def _tables_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--table", action="append", choices=["trades", "book", "book_delta_v2"],
+                        help="only these tables (repeatable)")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -35,13 +40,11 @@ def main(argv: list[str] | None = None) -> int:
     r = sub.add_parser("recheck", help="re-run checks on stored raw/ data, no download")
     r.add_argument("start", help="first day, YYYY-MM-DD")
     r.add_argument("end", nargs="?", help="last day (default: the first)")
-    r.add_argument("--table", action="append", choices=["trades", "book", "book_delta_v2"],
-                   help="only these tables (repeatable)")
+    _tables_option(r)
     r.set_defaults(func=recheck)
     st = sub.add_parser("status", help="calendar of partition states from the instance and lake")
     st.add_argument("--json", action="store_true", help="one JSON object per partition")
-    st.add_argument("--table", action="append", choices=["trades", "book", "book_delta_v2"],
-                    help="only these tables (repeatable)")
+    _tables_option(st)
     st.set_defaults(func=status)
     dr = sub.add_parser("doctor", help="check source, credentials, endpoint, discovery, one "
                         "object, lake root and Dagster instance, one line each")
@@ -62,12 +65,16 @@ def main(argv: list[str] | None = None) -> int:
     inv = sub.add_parser("inventory", help="vendor days in the window against what is "
                          "materialised: ready, not fetched, vendor holes, sizes")
     inv.add_argument("--json", action="store_true", help="one JSON object per partition")
-    inv.add_argument("--table", action="append", choices=["trades", "book", "book_delta_v2"],
-                     help="only these tables (repeatable)")
+    _tables_option(inv)
     inv.add_argument("--sizes", action="store_true",
                      help="with CRYPTO_LAKE_SOURCE=lakeapi, ask each object's size (one HEAD "
                           "request per day; other sources list sizes anyway)")
     inv.set_defaults(func=inventory)
+    ins = sub.add_parser("instruments", help="the instruments the vendor has (from its listing), "
+                         "with their tables; * marks the configured ones")
+    ins.add_argument("--exchange", help="only this exchange, e.g. BINANCE")
+    _tables_option(ins)
+    ins.set_defaults(func=instruments)
     args = parser.parse_args(argv)
     if getattr(args, "days", 1) < 1:
         parser.error("--days must be at least 1")

@@ -21,12 +21,13 @@ class Instrument:
     symbol: str
 
     @classmethod
-    def parse(cls, text: str) -> Instrument:
-        """Parse `BINANCE:BTC-USDT`; reject anything that could escape a path or is malformed."""
+    def parse(cls, text: str, where: str = "RLX_INSTRUMENTS entry") -> Instrument:
+        """Parse `BINANCE:BTC-USDT`; reject anything that could escape a path or is malformed.
+        `where` begins the error sentence (the variable, or a file and line)."""
         exchange, sep, symbol = text.strip().partition(":")
         if not sep or not _EXCHANGE.match(exchange) or not _SYMBOL.match(symbol):
             raise InstrumentError(
-                f"RLX_INSTRUMENTS entry {text!r} is not EXCHANGE:SYMBOL in upper case "
+                f"{where} {text!r} is not EXCHANGE:SYMBOL in upper case "
                 "(letters, digits, '_' in the exchange, '-' between symbol parts), "
                 "for example BINANCE:BTC-USDT."
             )
@@ -53,6 +54,15 @@ def parse_instruments(text: str) -> list[Instrument]:
             "RLX_INSTRUMENTS is empty; set it to a comma-separated list such as BINANCE:BTC-USDT."
         )
     return list(dict.fromkeys(Instrument.parse(item) for item in items))
+
+
+def listed_instrument(path: str) -> Instrument | None:
+    """The instrument of a vendor key, folder or path (`.../exchange=EX/symbol=SYM/...`) as
+    the vendor spells it (not validated: a listing may hold names we would reject), if any."""
+    parts = dict(p.split("=", 1) for p in path.split("/") if "=" in p)
+    if parts.get("exchange") and parts.get("symbol"):
+        return Instrument(parts["exchange"], parts["symbol"])
+    return None
 
 
 def instrument_prefix(table: str, instrument: Instrument) -> str:

@@ -101,17 +101,29 @@ def list_files(bucket_path: str, table: str, instrument: Instrument, first: dt.d
     No files is an empty list. `fresh` forgets cached listings first; without it a listing
     cached for another bucket also counts as none found (the caller lists again, fresh).
     """
+    return _list_data(bucket_path, table, session, cache_dir, fresh,
+                      start=dt.datetime.combine(first, dt.time()),
+                      end=dt.datetime.combine(last + dt.timedelta(days=1), dt.time()),
+                      symbols=[instrument.symbol], exchanges=[instrument.exchange])
+
+
+def list_instruments(bucket_path: str, table: str, session, cache_dir: Path | None = None,
+                     exchange: str | None = None) -> set[Instrument]:
+    """The instruments in `table`'s fresh `lakeapi.list_data` listing (all days), as the
+    vendor spells them; only `exchange`'s if given."""
+    return {Instrument(f["exchange"], f["symbol"]) for f in _list_data(
+        bucket_path, table, session, cache_dir, True, start=None, end=dt.datetime.max,
+        symbols=None, exchanges=[exchange] if exchange else None)}
+
+
+def _list_data(bucket_path: str, table: str, session, cache_dir: Path | None, fresh: bool,
+               **filters) -> list[dict[str, str]]:
     lakeapi = lakeapi_module(cache_dir or default_cache_dir())
     if fresh:
         clear_listing_cache(lakeapi)
     lakeapi.set_default_bucket(bucket_path)
     try:
-        return lakeapi.list_data(
-            table, start=dt.datetime.combine(first, dt.time()),
-            end=dt.datetime.combine(last + dt.timedelta(days=1), dt.time()),
-            symbols=[instrument.symbol], exchanges=[instrument.exchange],
-            bucket=bucket_path, boto3_session=session,
-        )
+        return lakeapi.list_data(table, bucket=bucket_path, boto3_session=session, **filters)
     except lakeapi.exceptions.NoFilesFound:
         return []
     except lakeapi.exceptions.InvalidArgumentValue:

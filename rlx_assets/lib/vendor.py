@@ -95,6 +95,11 @@ class VendorSource(Protocol):
     def list_days(self, table: str, instrument: Instrument, start: dt.date, end: dt.date,
                   sizes: bool = True) -> dict[dt.date, VendorObject]: ...
 
+    def list_instruments(self, table: str, exchange: str | None = None) -> set[Instrument]:
+        """The instruments `table` has (`exchange=/symbol=` folders, or the vendor's listing),
+        only `exchange`'s if given."""
+        ...
+
     @contextmanager
     def open(self, obj: VendorObject) -> Iterator[BinaryIO]: ...
 

@@ -9,7 +9,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
-from rlx_assets.lib.instruments import Instrument, day_prefix, instrument_prefix
+from rlx_assets.lib.instruments import (
+    Instrument,
+    day_prefix,
+    instrument_prefix,
+    listed_instrument,
+)
 from rlx_assets.lib.vendor import (
     VENDOR_PREFIX,
     VendorError,
@@ -66,6 +71,13 @@ class LocalSource:
             if day is not None and day not in found:  # several files: `locate` reports it
                 found[day] = _object(table, instrument, day, path)
         return found
+
+    def list_instruments(self, table: str, exchange: str | None = None) -> set[Instrument]:
+        """The `exchange=/symbol=` folders of `table` (one glob; only `exchange`'s if given)."""
+        folder = self._table_root() / table
+        paths = folder.glob(f"exchange={exchange or '*'}/symbol=*") if folder.is_dir() else []
+        return {found for path in paths if path.is_dir()
+                if (found := listed_instrument(path.relative_to(folder).as_posix()))}
 
     @contextmanager
     def open(self, obj: VendorObject) -> Iterator[BinaryIO]:

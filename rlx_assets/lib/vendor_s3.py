@@ -14,7 +14,12 @@ from pathlib import Path
 from typing import BinaryIO
 
 from rlx_assets.lib import lakeapi_access, s3
-from rlx_assets.lib.instruments import Instrument, day_prefix, instrument_prefix
+from rlx_assets.lib.instruments import (
+    Instrument,
+    day_prefix,
+    instrument_prefix,
+    listed_instrument,
+)
 from rlx_assets.lib.vendor import (
     VendorError,
     VendorObject,
@@ -22,6 +27,23 @@ from rlx_assets.lib.vendor import (
     file_missing,
     translate_errors,
 )
+
+
+def listed_instruments(client, bucket: str, table_prefix: str,
+                       exchange: str | None = None) -> set[Instrument]:
+    """The `exchange=/symbol=` folders under `table_prefix` (`<prefix>/<table>/`), from folder
+    listings (`Delimiter="/"`): a request per exchange (and page of 1,000), none per object.
+    Needs s3:ListBucket."""
+    pages = client.get_paginator("list_objects_v2")
+
+    def folders(prefix: str) -> list[str]:
+        return [p["Prefix"] for page in pages.paginate(Bucket=bucket, Prefix=prefix,
+                                                       Delimiter="/")
+                for p in page.get("CommonPrefixes", [])]
+
+    exchanges = [f"{table_prefix}exchange={exchange}/"] if exchange else folders(table_prefix)
+    return {found for folder in exchanges if folder.endswith("/") for symbol in folders(folder)
+            if (found := listed_instrument(symbol[len(table_prefix):]))}
 
 
 @dataclass
@@ -46,6 +68,11 @@ class S3Source:
     def description(self) -> str:
         return f"s3://{self.bucket}/{self.prefix}".rstrip("/")
 
+    @property
+    def _bucket_path(self) -> str:
+        """`bucket/prefix`, as lakeapi names a bucket."""
+        return f"{self.bucket}/{self.prefix}".rstrip("/")
+
     def _client(self, attempts: int | None = None):
         return s3.client(self.session_factory(), anonymous=self.anonymous,
                          attempts=attempts or self.max_attempts)
@@ -60,9 +87,8 @@ class S3Source:
 
     def _lakeapi_files(self, table: str, instrument: Instrument, first: dt.date, last: dt.date,
                        fresh: bool = True) -> list[dict[str, str]]:
-        return lakeapi_access.list_files(f"{self.bucket}/{self.prefix}".rstrip("/"), table,
-                                         instrument, first, last, self.session_factory(),
-                                         self.cache_dir, fresh)
+        return lakeapi_access.list_files(self._bucket_path, table, instrument, first, last,
+                                         self.session_factory(), self.cache_dir, fresh)
 
     def locate(self, table: str, instrument: Instrument, day: dt.date) -> VendorObject:
         with translate_errors(self.description):
@@ -137,6 +163,16 @@ class S3Source:
             if contents and contents[-1]["Key"] > f"{prefix}dt={end.isoformat()}/~":
                 break  # keys come sorted: the rest is past the window
         return found
+
+    def list_instruments(self, table: str, exchange: str | None = None) -> set[Instrument]:
+        """`lakeapi`: from its fresh listing (contents.json.gz: every key, the only listing
+        the vendor offers); otherwise folder listings (see `listed_instruments`)."""
+        with translate_errors(self.description):
+            if self.listing == "lakeapi":
+                return lakeapi_access.list_instruments(
+                    self._bucket_path, table, self.session_factory(), self.cache_dir, exchange)
+            return listed_instruments(self._client(), self.bucket, self._key(f"{table}/"),
+                                      exchange)
 
     def _headed(self, table: str, instrument: Instrument,
                 keys: dict[dt.date, str]) -> dict[dt.date, VendorObject]:
