@@ -10,6 +10,7 @@ from rlx_assets.defs.alerts import build_alert_sensors, slack_resource
 from rlx_assets.defs.assets import build_table_assets
 from rlx_assets.defs.catalog import build_catalog_asset
 from rlx_assets.defs.certificate import build_automation_sensor, build_certificate_assets
+from rlx_assets.defs.consistency import build_consistency_asset
 from rlx_assets.defs.inventory import build_inventory_asset
 from rlx_assets.defs.new_days import build_new_days_sensor
 from rlx_assets.defs.partitions import daily_partitions
@@ -23,6 +24,7 @@ def build_definitions(settings: Settings) -> dg.Definitions:
         assets=[
             *build_table_assets(settings, partitions),
             *build_certificate_assets(settings),
+            *(build_consistency_asset(i, settings, partitions) for i in settings.instruments),
             build_catalog_asset(settings),
             build_inventory_asset(settings),
         ],

@@ -10,8 +10,9 @@ from collections.abc import Iterator
 import dagster as dg
 from pydantic import Field
 
-from rlx_assets.defs.keys import CERTIFIED, certificate_key, table_key
-from rlx_assets.defs.records import recorded_days
+from rlx_assets.defs.consistency import CROSS_TABLE_CHECKS
+from rlx_assets.defs.keys import CERTIFIED, certificate_key, consistency_key, table_key
+from rlx_assets.defs.records import NOT_EVALUATED, check_statuses, recorded_days
 from rlx_assets.defs.resources import LakeResource
 from rlx_assets.lib import certificate_files, verification
 from rlx_assets.lib.certificate import (
@@ -95,12 +96,13 @@ def _issued_metadata(certificate: dict, path: str, days: int,
 
 def _verify(context: dg.AssetExecutionContext, store: Lake, instrument: Instrument,
             start: dt.date, end: dt.date, recorded: dict[str, dict[dt.date, DayRecord]],
-            rehash_all: bool) -> tuple[Verdict, dict[str, int]]:
+            rehash_all: bool, cross_table: dict[dt.date, dict[str, str]],
+            ) -> tuple[Verdict, dict[str, int]]:
     """Check every day and its ready/ file (re-hashing only what changed since it was last
     verified), keep what was verified, and say how much was read."""
     verifier = verification.verifier_for(store, instrument, rehash_all)
     verdict = build_certificate(
-        str(instrument), start, end, recorded, dt.datetime.now(dt.UTC), verifier)
+        str(instrument), start, end, recorded, dt.datetime.now(dt.UTC), verifier, cross_table)
     try:  # an optimisation: failing to keep the records only means hashing again next time
         verification.save(store, instrument, verifier)
     except LakeError as exc:
@@ -168,8 +170,12 @@ def build_certificate_asset(instrument: Instrument, settings: Settings) -> dg.As
         recorded = {name: recorded_partitions(context.instance, k, days)
                     for name, k in table_keys.items()}
         store = lake.lake()
+        evaluated = check_statuses(context.instance, consistency_key(instrument),
+                                   list(CROSS_TABLE_CHECKS), days)
+        cross_table = {day: {name: evaluated.get(day, {}).get(name, NOT_EVALUATED)
+                             for name in CROSS_TABLE_CHECKS} for day in days}
         verdict, checked = _verify(context, store, instrument, start, end, recorded,
-                                   config.rehash_all)
+                                   config.rehash_all, cross_table)
         if verdict.certificate is None:  # earlier certificates over a failing day no longer hold
             withdrawn = certificate_files.withdraw_where(
                 store, instrument, lambda c: _no_longer_holds(verdict, c.start, c.end))

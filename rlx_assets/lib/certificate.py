@@ -83,9 +83,11 @@ def build_certificate(
     recorded: Mapping[str, Mapping[dt.date, DayRecord]],
     generated_at: dt.datetime,
     unchanged: Unchanged,
+    cross_table: Mapping[dt.date, Mapping[str, str]] | None = None,
 ) -> Verdict:
     """The certificate when every partition passes, else the problems. `unchanged` is called
-    once per ready file, in table then day order."""
+    once per ready file, in table then day order. `cross_table` holds each day's WARN-level
+    cross-table check outcomes (recorded, never a reason to refuse)."""
     days = window_days(start, end)
     problems: list[str] = []
     by_day: dict[dt.date, tuple[str, ...]] = {}
@@ -137,6 +139,10 @@ def build_certificate(
             for table, records in recorded.items() for day in days
             for check, a in sorted(records[day].accepted.items())],
         "tables": tables,
+        # WARN checks across a day's tables (the consistency asset): they inform, never block.
+        "cross_table_checks": {
+            day.isoformat(): dict(sorted((cross_table or {}).get(day, {}).items()))
+            for day in days},
     }
     return Verdict({**body, "content_sha256": canonical_sha256(body)}, [])
 

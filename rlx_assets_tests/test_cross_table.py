@@ -1,0 +1,165 @@
+"""Cross-table WARN checks (issue 16, parts 1 and 2) against a simulated order book whose
+deltas, snapshots and trades all come from the same book."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+import pytest
+
+from rlx_assets.lib.continuity import format_ns
+from rlx_assets.lib.cross_table import (
+    SNAPSHOTS_AGREE,
+    TRADES_IN_MARKET,
+    snapshots_agree_with_deltas,
+    trades_inside_market,
+)
+from rlx_assets_tests.order_book_sim import START_NS, Message, OrderBookSim, Snapshot
+
+S = 1_000_000_000
+RESYNC_AT = 600
+
+
+def _sim() -> OrderBookSim:
+    return OrderBookSim(seed=11).run(1_200, resync_at=(RESYNC_AT,))  # 60 s, 120 snapshots
+
+
+@pytest.fixture(scope="module")
+def sim() -> OrderBookSim:
+    return _sim()
+
+
+@pytest.fixture()
+def clean(sim, tmp_path) -> dict[str, Path]:
+    return sim.write(tmp_path)
+
+
+def test_deltas_from_the_same_book_agree_fully(clean):
+    outcome = snapshots_agree_with_deltas(clean["book"], clean["deltas"], slice_seconds=10)
+    meta = outcome.metadata
+    assert outcome.name == SNAPSHOTS_AGREE and outcome.passed and not outcome.blocking
+    assert meta["agreement_rate"] == 1.0 and meta["first_disagreements"] == []
+    assert meta["levels_compared"] > 3_000 and meta["resyncs"] == 1
+    # The file starts mid-stream: the first snapshots hold prices the deltas never showed.
+    assert 0 < meta["levels_not_verifiable"] < meta["levels_total"]
+    assert meta["worst_hour"]["agreement_rate"] == 1.0
+    json.dumps(meta)
+    assert "\n" not in outcome.description and outcome.violations == ()
+
+
+@pytest.mark.parametrize("slice_seconds", [1, 7, 3600])
+def test_slicing_does_not_change_the_figures(clean, slice_seconds):
+    ref = snapshots_agree_with_deltas(clean["book"], clean["deltas"], slice_seconds=10).metadata
+    got = snapshots_agree_with_deltas(clean["book"], clean["deltas"],
+                                      slice_seconds=slice_seconds).metadata
+    assert {**got, "slice_seconds": 10} == ref
+
+
+def test_a_corrupted_snapshot_level_is_detected_and_located(sim, tmp_path):
+    paths = sim.write(tmp_path)
+    row = next(i for i, s in enumerate(sim.snapshots) if s.after > RESYNC_AT + 30)
+    book = pq.read_table(paths["book"])
+    sizes = book.column("bid_3_size").to_pylist()
+    sizes[row] += 0.5
+    book = book.set_column(book.schema.get_field_index("bid_3_size"), "bid_3_size", [sizes])
+    pq.write_table(book, paths["book"])
+
+    outcome = snapshots_agree_with_deltas(paths["book"], paths["deltas"], min_agreement=1.0,
+                                          slice_seconds=10)
+    snap = sim.snapshots[row]
+    assert not outcome.passed and outcome.metadata["levels_compared"] - \
+        outcome.metadata["levels_agreeing"] == 1
+    (bad,) = outcome.metadata["first_disagreements"]
+    assert bad == {"time": format_ns(snap.t), "side": "bid", "level": 3,
+                   "price": pytest.approx(snap.bids[3][0] / 100),
+                   "snapshot_size": pytest.approx(snap.bids[3][1] + 0.5),
+                   "delta_size": pytest.approx(snap.bids[3][1])}
+    assert outcome.metadata["worst_hour"]["agreement_rate"] < 1.0
+    assert "first disagreement" in outcome.description and outcome.violations
+    # One bad level out of thousands stays within the default 99 %.
+    assert snapshots_agree_with_deltas(paths["book"], paths["deltas"]).passed
+
+
+def test_a_dropped_delta_message_is_detected_at_the_next_snapshot(sim, tmp_path):
+    index, snap, bid, price = sim.detectable_drop(after=100)
+    paths = sim.write(tmp_path, drop=frozenset({index}))
+    outcome = snapshots_agree_with_deltas(paths["book"], paths["deltas"], slice_seconds=10)
+    first = outcome.metadata["first_disagreements"]
+    assert outcome.metadata["agreement_rate"] < 1.0
+    assert first[0]["time"] == format_ns(snap.t)
+    assert {"time": format_ns(snap.t), "side": "bid" if bid else "ask", "price": price} in [
+        {k: d[k] for k in ("time", "side", "price")} for d in first]
+
+
+def test_removals_resyncs_and_ties_follow_the_rules(tmp_path):
+    """Hand-made: a level removed by the deltas but shown is a disagreement; a resync makes
+    older prices unverifiable; a snapshot stamped with a message's time includes it."""
+    sim = OrderBookSim()
+    sim.messages = [
+        Message(START_NS + 1 * S, 1,
+                [(True, 10_000, 1.0), (True, 9_999, 2.0), (False, 10_001, 3.0)]),
+        Message(START_NS + 2 * S, 2, [(True, 9_999, 0.0)]),
+        Message(START_NS + 3 * S, 9, [(True, 10_000, 1.0), (False, 10_002, 4.0)], resync=True),
+    ]
+    sim.snapshots = [
+        Snapshot(START_NS + S // 2, 0, -1, [(10_000, 1.0)], []),  # before any delta
+        Snapshot(START_NS + 2 * S, 2, 1, [(10_000, 1.0), (9_999, 2.0)], [(10_001, 3.0)]),
+        Snapshot(START_NS + 4 * S, 9, 2, [(10_000, 1.0)], [(10_001, 3.0), (10_002, 4.0)]),
+    ]
+    sim.trades = [(START_NS + 5 * S, 1, "buy", 1.0, 100.01)]
+    paths = sim.write(tmp_path)
+    meta = snapshots_agree_with_deltas(paths["book"], paths["deltas"], slice_seconds=1).metadata
+    assert (meta["levels_total"], meta["levels_compared"], meta["levels_agreeing"],
+            meta["levels_not_verifiable"], meta["resyncs"]) == (7, 5, 4, 2, 1)
+    assert meta["first_disagreements"] == [{
+        "time": format_ns(START_NS + 2 * S), "side": "bid", "level": 1, "price": 99.99,
+        "snapshot_size": 2.0, "delta_size": 0.0}]
+
+
+def test_trades_inside_the_market_pass(sim, tmp_path):
+    sim = _sim()
+    sim.trades.insert(0, (START_NS, 0, "sell", 1.0, 100.0))  # before the first snapshot
+    paths = sim.write(tmp_path)
+    outcome = trades_inside_market(paths["trades"], paths["book"], slice_seconds=10)
+    meta = outcome.metadata
+    assert outcome.name == TRADES_IN_MARKET and outcome.passed and not outcome.blocking
+    assert meta["tick"] == 0.01 and meta["tick_inferred"]
+    assert meta["trades_outside"] == 0 and meta["largest_excursion"] is None
+    assert meta["trades_before_first_snapshot"] == 1
+    assert meta["trades_compared"] == len(sim.trades) - 1
+    json.dumps(meta)
+
+
+def test_a_trade_through_the_spread_is_detected_and_located(tmp_path):
+    sim = OrderBookSim(seed=11).run(600)
+    sim.trade(offset_ticks=5)
+    through = sim.trades[-1]
+    sim.run(600)
+    paths = sim.write(tmp_path)
+    outcome = trades_inside_market(paths["trades"], paths["book"], max_outside_share=0.0,
+                                   slice_seconds=10)
+    meta = outcome.metadata
+    assert not outcome.passed and meta["trades_outside"] == 1
+    worst = meta["largest_excursion"]
+    assert (worst["trade_id"], worst["time"], worst["excursion_ticks"]) == (
+        through[1], format_ns(through[0]), 5.0)
+    assert worst["excursion_price"] == pytest.approx(0.05)
+    assert meta["first_outside"] == [worst] and outcome.violations
+    assert "largest excursion" in outcome.description
+    # Five ticks of tolerance (the tick given) let the same trade through.
+    assert trades_inside_market(paths["trades"], paths["book"], tolerance_ticks=5,
+                                tick=0.01).metadata["trades_outside"] == 0
+
+
+def test_every_trade_outside_is_counted_once(sim, tmp_path):
+    paths = sim.write(tmp_path)
+    trades = pq.read_table(paths["trades"])
+    prices = pc.add(trades.column("price"), 1.0)  # every trade a dollar above the market
+    pq.write_table(trades.set_column(2, "price", prices), paths["trades"])
+    meta = trades_inside_market(paths["trades"], paths["book"], slice_seconds=10).metadata
+    assert meta["trades_outside"] == meta["trades_compared"] == len(sim.trades)
+    assert len(meta["first_outside"]) == 5
+    assert meta["first_outside"][0]["time"] == format_ns(sim.trades[0][0])
