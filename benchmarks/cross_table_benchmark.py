@@ -96,6 +96,10 @@ def step(name: str, directory: Path) -> dict[str, object]:
         result = snapshots_agree_with_deltas(p["book"], p["deltas"]).description
     elif name == "trades_inside_market":
         result = trades_inside_market(p["trades"], p["book"]).description
+    elif name == "delta_stream_complete":
+        from rlx_assets.lib.delta_stream import delta_stream_complete
+
+        result = delta_stream_complete(p["deltas"]).description
     seconds = time.perf_counter() - began
     # VmHWM, not ru_maxrss: Linux carries ru_maxrss over fork+exec from the parent.
     status = Path("/proc/self/status").read_text().split("VmHWM:")[1]
@@ -128,7 +132,8 @@ def main() -> None:
               + ", ".join(f"{n} {pq.ParquetFile(directory / f'{n}.parquet').metadata.num_rows:,}"
                           f" rows" for n in ("deltas", "book", "trades")))
     pairs = {"snapshots_agree_with_deltas": "decode:book+deltas",
-             "trades_inside_market": "decode:trades+book"}
+             "trades_inside_market": "decode:trades+book",
+             "delta_stream_complete": "decode:deltas"}
     for check, decode in pairs.items():
         base, run = measure(decode, directory), measure(check, directory)
         print(f"{check}: {run['seconds']} s, peak RSS {run['peak_rss_mb']} MB | {decode}: "

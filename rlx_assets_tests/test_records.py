@@ -84,3 +84,23 @@ def test_evaluation_target_points_at_the_run_s_materialisation(instance, tmp_pat
         limit=1).records[0]
     target = records.evaluation_target(instance, KEY, READY.isoformat(), record.run_id)
     assert (target.storage_id, target.run_id) == (record.storage_id, record.run_id)
+
+
+def test_batched_reads_agree_with_the_per_key_ones(instance) -> None:
+    days, never_run = [READY, BAD, NEVER], table_key(BTC, "book")
+    keys = [KEY, never_run]
+    partitions = daily_partitions(settings_for({}))
+    per_key = {key: records.Series(
+        statuses=records.partition_statuses(instance, key, days, partitions),
+        checks=records.check_statuses(instance, key, BLOCKING_CHECKS, days),
+        records=records.recorded_days(instance, key, days, BLOCKING_CHECKS)) for key in keys}
+    assert set(per_key[KEY].records) == {READY, BAD} and per_key[never_run].records == {}
+    assert records.read_series(instance, keys, days, BLOCKING_CHECKS, partitions) == per_key
+    assert records.recorded_days_by_key(instance, keys, days, BLOCKING_CHECKS) == {
+        key: s.records for key, s in per_key.items()}
+    assert records.recorded_days_by_key(instance, keys, days) == {
+        key: records.recorded_days(instance, key, days) for key in keys}
+    assert records.check_statuses_by_key(instance, keys, BLOCKING_CHECKS, days) == {
+        key: s.checks for key, s in per_key.items()}
+    assert records.partition_statuses_by_key(instance, keys, days, partitions) == {
+        key: s.statuses for key, s in per_key.items()}

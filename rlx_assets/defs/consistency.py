@@ -3,9 +3,9 @@
 One small asset per instrument and day that depends on the three tables, so the dependency
 is visible in the asset graph and Dagster orders it after them - in a ranged backfill that
 selects it too. Its checks are WARN-level: they inform and never block the certificate,
-which records their outcome per day. It is not (yet) run automatically when a table is
-re-materialised: select it in the backfill, or materialise its partitions. The comparisons
-themselves are plain logic in `lib/cross_table.py`.
+which records their outcome per day. The automation sensor runs it once the day's tables
+are materialised and again when one of them is re-materialised. The comparisons themselves
+are plain logic (`lib/cross_table.py`, `lib/delta_stream.py`).
 """
 
 
@@ -25,6 +25,7 @@ from rlx_assets.lib.cross_table import (
     snapshots_agree_with_deltas,
     trades_inside_market,
 )
+from rlx_assets.lib.delta_stream import DELTA_STREAM, delta_stream_complete
 from rlx_assets.lib.instruments import Instrument
 from rlx_assets.lib.lake import READY, Lake
 from rlx_assets.settings import Settings
@@ -35,8 +36,22 @@ CROSS_TABLE_CHECKS = {
                      "delta at that side and price (as-of join by received_time).",
     TRADES_IN_MARKET: "WARN: each trade's price lies within the latest book snapshot's best "
                       "bid and ask at its time, give or take a tick.",
+    DELTA_STREAM: "WARN: book_delta_v2's update ids step forward from message to message; "
+                  "resyncs (certain gaps) are counted and located, ids going backwards and "
+                  "jumps far above the day's usual step (suspected gaps) warn. The file "
+                  "carries each message's final id only, so a lost message cannot be proven.",
 }
-NEEDS = {SNAPSHOTS_AGREE: ("book", "book_delta_v2"), TRADES_IN_MARKET: ("trades", "book")}
+# Once each table of the day is present and none is running, and again whenever one of them
+# is re-materialised - for old days too (AutomationCondition.eager() only looks at the latest
+# partition). A quarantined day counts as missing, so it is not compared.
+AFTER_THE_TABLES = (
+    dg.AutomationCondition.any_deps_updated().since_last_handled()
+    & ~dg.AutomationCondition.any_deps_missing()
+    & ~dg.AutomationCondition.any_deps_in_progress()
+    & ~dg.AutomationCondition.in_progress()
+).with_label("after the day's tables are materialised or re-materialised")
+NEEDS = {SNAPSHOTS_AGREE: ("book", "book_delta_v2"), TRADES_IN_MARKET: ("trades", "book"),
+         DELTA_STREAM: ("book_delta_v2",)}
 
 def _local_ready(lake: Lake, table: str, instrument: Instrument, day: dt.date,
                  scratch: Path) -> Path:
@@ -68,10 +83,12 @@ def build_consistency_asset(instrument: Instrument, settings: Settings,
         check_specs=[dg.AssetCheckSpec(name, asset=key, blocking=False, description=text,
                                        partitions_def=partitions)
                      for name, text in CROSS_TABLE_CHECKS.items()],
+        automation_condition=AFTER_THE_TABLES,
         group_name=instrument.slug,
         kinds={"polars"},
         description=f"Cross-table consistency of {instrument}, one UTC day per partition: "
-                    "book snapshots against the deltas, trades against the quoted market. "
+                    "book snapshots against the deltas, trades against the quoted market, "
+                    "the delta stream's update ids. "
                     "WARN checks only: they inform, the certificate records them.",
     )
     def _consistency(context: dg.AssetExecutionContext,
@@ -85,6 +102,7 @@ def build_consistency_asset(instrument: Instrument, settings: Settings,
             outcomes = [
                 snapshots_agree_with_deltas(files["book"], files["book_delta_v2"]),
                 trades_inside_market(files["trades"], files["book"]),
+                delta_stream_complete(files["book_delta_v2"]),
             ]
         for outcome in outcomes:
             context.log.info(f"{instrument} {day} {outcome.name}: "

@@ -8,12 +8,9 @@ version each partition's latest materialisation recorded.
 
 import dagster as dg
 
-from rlx_assets.defs.keys import table_key
-from rlx_assets.defs.records import recorded_days
 from rlx_assets.defs.resources import CryptoLakeResource
-from rlx_assets.defs.status import collect_states
+from rlx_assets.defs.status import collect_states_and_records
 from rlx_assets.lib import inventory as inv
-from rlx_assets.lib.certificate import window_days
 from rlx_assets.lib.tables import TABLES
 from rlx_assets.lib.vendor import VendorError, VendorSource
 from rlx_assets.settings import Settings, credential_values
@@ -29,17 +26,15 @@ def collect_inventory(
     tables: list[str] | None = None,
     sizes: bool = True,
 ) -> list[inv.InventoryDay]:
-    """One vendor listing per (instrument, table) over RLX_START_DATE..window end."""
+    """One vendor listing per (instrument, table) over RLX_START_DATE..window end, joined
+    with the states and the records they were drawn from (read once)."""
     tables = tables or list(TABLES)
     start, end = settings.start_date, settings.window_end()
-    days = window_days(start, end)
-    vendor, recorded = {}, {}
-    for instrument in settings.instruments:
-        for table in tables:
-            series = (str(instrument), table)
-            vendor[series] = source.list_days(table, instrument, start, end, sizes=sizes)
-            recorded[series] = recorded_days(instance, table_key(instrument, table), days)
-    return inv.build_inventory(collect_states(instance, settings, tables), vendor, recorded)
+    vendor = {(str(instrument), table): source.list_days(table, instrument, start, end,
+                                                         sizes=sizes)
+              for instrument in settings.instruments for table in tables}
+    states, recorded = collect_states_and_records(instance, settings, tables)
+    return inv.build_inventory(states, vendor, recorded)
 
 
 def crypto_lake_from_env(settings: Settings) -> CryptoLakeResource:

@@ -22,13 +22,20 @@ import dagster as dg
 from dagster._core.definitions.asset_checks.asset_check_evaluation import (
     AssetCheckEvaluationTargetMaterializationData,
 )
-from dagster._core.event_api import PartitionKeyFilter
+from dagster._core.event_api import EventRecordsFilter, PartitionKeyFilter
+from dagster._core.loader import LoadingContext
 from dagster._core.storage.asset_check_execution_record import AssetCheckPartitionInfo
+from dagster._core.storage.event_log.base import AssetRecord
+from dagster._core.storage.partition_status_cache import (
+    AssetStatusCacheValue,
+    get_and_update_asset_status_cache_value,
+)
 
 from rlx_assets.lib.day_record import DayRecord
 
 NOT_EVALUATED = "NOT EVALUATED"
 PAGE = 1000
+IDS_PER_QUERY = 2000  # storage ids per `IN (...)`: under SQLite's and PostgreSQL's limits
 
 
 @dataclass(frozen=True)
@@ -56,15 +63,45 @@ def _latest_events(fetch, key: dg.AssetKey, partitions: Sequence[str]) -> dict[s
         cursor = page.cursor
 
 
+Infos = dict[str, dict[str, AssetCheckPartitionInfo]]  # partition -> check -> info
+
+
 def _check_infos(instance: dg.DagsterInstance, key: dg.AssetKey, checks: Sequence[str],
-                 partitions: Sequence[str]) -> dict[str, dict[str, AssetCheckPartitionInfo]]:
-    out: dict[str, dict[str, AssetCheckPartitionInfo]] = {}
-    if not checks:
+                 partitions: Sequence[str]) -> Infos:
+    return _check_infos_by_key(instance, [key], checks, partitions).get(key, {})
+
+
+def _check_infos_by_key(instance: dg.DagsterInstance, keys: Sequence[dg.AssetKey],
+                        checks: Sequence[str],
+                        partitions: Sequence[str]) -> dict[dg.AssetKey, Infos]:
+    """One `get_asset_check_partition_info` call for every check of every key."""
+    out: dict[dg.AssetKey, Infos] = {}
+    if not checks or not keys:
         return out
     for info in instance.event_log_storage.get_asset_check_partition_info(
-            [dg.AssetCheckKey(key, name) for name in checks], partition_keys=list(partitions)):
-        out.setdefault(info.partition_key, {})[info.check_key.name] = info
+            [dg.AssetCheckKey(key, name) for key in keys for name in checks],
+            partition_keys=list(partitions)):
+        by_partition = out.setdefault(info.check_key.asset_key, {})
+        by_partition.setdefault(info.partition_key, {})[info.check_key.name] = info
     return out
+
+
+def _day_record(partition: str, latest: _Latest, infos: Infos) -> tuple[dt.date, DayRecord]:
+    """The partition's record, with the latest status of each check evaluated after it
+    (NOT EVALUATED for one evaluated only before)."""
+    day = dt.date.fromisoformat(partition)
+    statuses = {
+        name: info.latest_execution_status.value
+        if (info.latest_check_event_storage_id or 0) > latest.storage_id else NOT_EVALUATED
+        for name, info in infos.get(partition, {}).items()
+    }
+    return day, DayRecord.from_metadata(day, latest.metadata).with_checks(statuses)
+
+
+def _statuses_of(infos: Infos) -> dict[dt.date, dict[str, str]]:
+    return {dt.date.fromisoformat(p): {name: info.latest_execution_status.value
+                                       for name, info in by_check.items()}
+            for p, by_check in infos.items()}
 
 
 def recorded_days(instance: dg.DagsterInstance, key: dg.AssetKey, days: Sequence[dt.date],
@@ -76,27 +113,15 @@ def recorded_days(instance: dg.DagsterInstance, key: dg.AssetKey, days: Sequence
     ready = _latest_events(instance.fetch_materializations, key, wanted)
     quarantined = _latest_events(instance.fetch_observations, key, wanted)
     infos = _check_infos(instance, key, checks, wanted)
-    out: dict[dt.date, DayRecord] = {}
-    for partition in set(ready) | set(quarantined):
-        latest = max((e for e in (ready.get(partition), quarantined.get(partition)) if e),
-                     key=lambda e: e.storage_id)
-        day = dt.date.fromisoformat(partition)
-        statuses = {
-            name: info.latest_execution_status.value
-            if (info.latest_check_event_storage_id or 0) > latest.storage_id else NOT_EVALUATED
-            for name, info in infos.get(partition, {}).items()
-        }
-        out[day] = DayRecord.from_metadata(day, latest.metadata).with_checks(statuses)
-    return out
+    return dict(_day_record(partition, max(
+        (e for e in (ready.get(partition), quarantined.get(partition)) if e),
+        key=lambda e: e.storage_id), infos) for partition in set(ready) | set(quarantined))
 
 
 def check_statuses(instance: dg.DagsterInstance, key: dg.AssetKey, checks: Sequence[str],
                    days: Sequence[dt.date]) -> dict[dt.date, dict[str, str]]:
     """{day: {check: the latest evaluation's status}}, whatever it was evaluated for."""
-    return {dt.date.fromisoformat(p): {name: info.latest_execution_status.value
-                                       for name, info in by_check.items()}
-            for p, by_check in _check_infos(instance, key, checks,
-                                            [d.isoformat() for d in days]).items()}
+    return _statuses_of(_check_infos(instance, key, checks, [d.isoformat() for d in days]))
 
 
 def partition_statuses(instance: dg.DagsterInstance, key: dg.AssetKey, days: Sequence[dt.date],
@@ -106,6 +131,142 @@ def partition_statuses(instance: dg.DagsterInstance, key: dg.AssetKey, days: Seq
     status = instance.get_status_by_partition(key, [d.isoformat() for d in days],
                                               partitions_def) or {}
     return {dt.date.fromisoformat(p): s.value for p, s in status.items() if s is not None}
+
+
+# --- the same answers for many asset keys at once -------------------------------------------
+# `rlx-assets status` and the inventory read every (instrument, table) series: asked one key
+# at a time, that was ~25 queries (and as many SQLite connections) per series. These read all
+# the keys with a few queries in all and must agree with the per-key functions above
+# (`test_records.py` holds them to it).
+
+
+class _Batch(LoadingContext):
+    """Dagster's batching context: the asset records of all the keys are read in one query
+    (as the GraphQL layer does) when the status cache asks for the first of them."""
+
+    def __init__(self, instance: dg.DagsterInstance, keys: Sequence[dg.AssetKey]):
+        self._instance, self._loaders = instance, {}
+        AssetRecord.prepare(self, keys)
+
+    @property
+    def instance(self) -> dg.DagsterInstance:
+        return self._instance
+
+    @property
+    def loaders(self) -> dict:
+        return self._loaders
+
+    def records(self, keys: Sequence[dg.AssetKey]) -> dict[dg.AssetKey, AssetRecord]:
+        found = AssetRecord.blocking_get_many(self, keys)
+        return {key: r for key, r in zip(keys, found, strict=True) if r}
+
+
+def _latest_by_key(batch: _Batch, keys: Sequence[dg.AssetKey],
+                   partitions: Sequence[str]) -> dict[dg.AssetKey, dict[str, _Latest]]:
+    """The newer of the latest materialisation and the latest observation of each (key,
+    partition): one index-only query per event type over all assets (no payloads), then the
+    payloads of those latest events alone, by storage id."""
+    storage = batch.instance.event_log_storage
+    records = batch.records(keys)
+    wiped = {key: r.asset_entry.asset_details.last_wipe_timestamp or 0.0
+             for key, r in records.items() if r.asset_entry.asset_details}
+    wanted, asked = set(partitions), set(keys)
+    newest: dict[tuple[dg.AssetKey, str], tuple[int, dg.DagsterEventType]] = {}
+    for event_type in (dg.DagsterEventType.ASSET_MATERIALIZATION,
+                       dg.DagsterEventType.ASSET_OBSERVATION):
+        for row in storage.get_asset_event_summary_records(event_type):
+            series = (row.asset_key, row.partition or "")
+            if (row.asset_key in asked and row.partition in wanted
+                    and row.timestamp > wiped.get(row.asset_key, 0.0)
+                    and row.storage_id > newest.get(series, (-1, event_type))[0]):
+                newest[series] = (row.storage_id, event_type)
+    out: dict[dg.AssetKey, dict[str, _Latest]] = {key: {} for key in keys}
+    for event_type in {event_type for _, event_type in newest.values()}:
+        ids = sorted(i for i, t in newest.values() if t == event_type)
+        for start in range(0, len(ids), IDS_PER_QUERY):
+            for record in storage.get_event_records(EventRecordsFilter(
+                    event_type=event_type, storage_ids=ids[start:start + IDS_PER_QUERY])):
+                event = record.asset_materialization or record.asset_observation
+                if event is not None and record.asset_key is not None and event.partition:
+                    out[record.asset_key][event.partition] = _Latest(
+                        record.storage_id, {k: v.value for k, v in event.metadata.items()})
+    return out
+
+
+def _statuses_by_key(batch: _Batch, keys: Sequence[dg.AssetKey], partitions: Sequence[str],
+                     partitions_def: dg.PartitionsDefinition) -> dict[dg.AssetKey, dict[str, str]]:
+    """`instance.get_status_by_partition` for each key, its asset records read in one query:
+    Dagster's own status cache, brought up to date by Dagster's own function (which queries
+    further only for an asset with events newer than its cache)."""
+    out: dict[dg.AssetKey, dict[str, str]] = {}
+    for key in keys:
+        cached = get_and_update_asset_status_cache_value(
+            batch.instance, key, partitions_def, loading_context=batch)
+        out[key] = {}
+        if not isinstance(cached, AssetStatusCacheValue):
+            continue
+        # the precedence of `AssetMethods.get_status_by_partition`
+        for status, subset in (
+                ("MATERIALIZED", cached.deserialize_materialized_partition_subsets(partitions_def)),
+                ("FAILED", cached.deserialize_failed_partition_subsets(partitions_def)),
+                ("IN_PROGRESS", cached.deserialize_in_progress_partition_subsets(partitions_def))):
+            out[key].update({p: status for p in partitions if p in subset})
+    return out
+
+
+def recorded_days_by_key(instance: dg.DagsterInstance, keys: Sequence[dg.AssetKey],
+                         days: Sequence[dt.date], checks: Sequence[str] = (),
+                         ) -> dict[dg.AssetKey, dict[dt.date, DayRecord]]:
+    """`recorded_days` of each of `keys`."""
+    wanted = [d.isoformat() for d in days]
+    latest = _latest_by_key(_Batch(instance, keys), keys, wanted)
+    infos = _check_infos_by_key(instance, keys, checks, wanted)
+    return {key: dict(_day_record(p, e, infos.get(key, {})) for p, e in latest[key].items())
+            for key in keys}
+
+
+def check_statuses_by_key(instance: dg.DagsterInstance, keys: Sequence[dg.AssetKey],
+                          checks: Sequence[str], days: Sequence[dt.date],
+                          ) -> dict[dg.AssetKey, dict[dt.date, dict[str, str]]]:
+    """`check_statuses` of each of `keys`, in one storage call."""
+    infos = _check_infos_by_key(instance, keys, checks, [d.isoformat() for d in days])
+    return {key: _statuses_of(infos.get(key, {})) for key in keys}
+
+
+def partition_statuses_by_key(instance: dg.DagsterInstance, keys: Sequence[dg.AssetKey],
+                              days: Sequence[dt.date], partitions_def: dg.PartitionsDefinition,
+                              ) -> dict[dg.AssetKey, dict[dt.date, str]]:
+    """`partition_statuses` of each of `keys` (all of one `partitions_def`)."""
+    statuses = _statuses_by_key(_Batch(instance, keys), keys, [d.isoformat() for d in days],
+                                partitions_def)
+    return {key: {dt.date.fromisoformat(p): s for p, s in by_partition.items()}
+            for key, by_partition in statuses.items()}
+
+
+@dataclass(frozen=True)
+class Series:
+    """What the instance holds for one asset over the days asked for."""
+
+    statuses: dict[dt.date, str]  # `partition_statuses`
+    checks: dict[dt.date, dict[str, str]]  # `check_statuses`
+    records: dict[dt.date, DayRecord]  # `recorded_days` (with the same checks)
+
+
+def read_series(instance: dg.DagsterInstance, keys: Sequence[dg.AssetKey],
+                days: Sequence[dt.date], checks: Sequence[str],
+                partitions_def: dg.PartitionsDefinition) -> dict[dg.AssetKey, Series]:
+    """The three answers for every key at once, the asset records and check infos read once
+    for all: what `rlx-assets status` and the inventory show."""
+    wanted = [d.isoformat() for d in days]
+    batch = _Batch(instance, keys)
+    statuses = _statuses_by_key(batch, keys, wanted, partitions_def)
+    latest = _latest_by_key(batch, keys, wanted)
+    infos = _check_infos_by_key(instance, keys, checks, wanted)
+    return {key: Series(
+        statuses={dt.date.fromisoformat(p): s for p, s in statuses[key].items()},
+        checks=_statuses_of(infos.get(key, {})),
+        records=dict(_day_record(p, e, infos.get(key, {})) for p, e in latest[key].items()),
+    ) for key in keys}
 
 
 def evaluation_target(instance: dg.DagsterInstance, key: dg.AssetKey, partition: str,
