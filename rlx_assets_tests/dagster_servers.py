@@ -47,6 +47,14 @@ run_monitoring:
   poll_interval_seconds: 60
 """
 
+GRPC_WORKSPACE_YAML = """\
+load_from:
+  - grpc_server:
+      host: 127.0.0.1
+      port: {port}
+      location_name: {location}
+"""
+
 WORKSPACE_YAML = """\
 load_from:
   - python_module:
@@ -178,6 +186,29 @@ class DagsterServers:
     def start_daemon(self) -> None:
         self.start("daemon", [str(BIN / "dagster-daemon"), "run", "-w", str(self.workspace)])
 
+    def start_code_server(self, port: int, timeout: float = 120.0) -> None:
+        """`dagster code-server start` serving the location on 127.0.0.1:`port`; waits until
+        it answers a gRPC health check (the code has loaded)."""
+        self.start("code_server", [str(BIN / "dagster"), "code-server", "start",
+                                   "-h", "127.0.0.1", "-p", str(port),
+                                   "-m", "rlx_assets.definitions", "--location-name", LOCATION])
+        deadline = time.monotonic() + timeout
+        while True:
+            proc = self.processes["code_server"]
+            if proc.poll() is not None:
+                raise AssertionError(f"dagster code-server exited with {proc.returncode}.\n"
+                                     + self.log_tail("code_server"))
+            check = subprocess.run(
+                [str(BIN / "dagster"), "api", "grpc-health-check", "--host", "127.0.0.1",
+                 "-p", str(port)], env=self.env, capture_output=True, text=True, timeout=60)
+            if check.returncode == 0:
+                return
+            if time.monotonic() > deadline:
+                raise AssertionError(f"The code server on port {port} did not answer within "
+                                     f"{timeout:.0f} s: {check.stdout}{check.stderr}\n"
+                                     + self.log_tail("code_server"))
+            time.sleep(1.0)
+
     def stop(self, name: str, grace_seconds: float = 20.0) -> None:
         """SIGINT the process group, wait for the leader, then SIGKILL the whole group."""
         proc = self.processes.pop(name, None)
@@ -242,14 +273,21 @@ class DagsterServers:
 
 
 def write_instance(home: Path, max_concurrent_runs: int = 2,
-                   working_directory: Path | None = None) -> Path:
-    """dagster.yaml and workspace.yaml in `home`; returns the workspace file."""
+                   working_directory: Path | None = None, dagster_yaml: str | None = None,
+                   code_server_port: int | None = None) -> Path:
+    """dagster.yaml and workspace.yaml in `home`; returns the workspace file. `dagster_yaml`
+    replaces the instance config; `code_server_port` makes the workspace a `grpc_server`
+    entry on 127.0.0.1 instead of loading the module in-process."""
     home.mkdir(parents=True, exist_ok=True)
     (home / "dagster.yaml").write_text(
-        DAGSTER_YAML.format(max_concurrent_runs=max_concurrent_runs))
+        dagster_yaml or DAGSTER_YAML.format(max_concurrent_runs=max_concurrent_runs))
     workspace = home / "workspace.yaml"
-    workspace.write_text(WORKSPACE_YAML.format(location=LOCATION,
-                                               working_directory=working_directory or home))
+    if code_server_port is not None:
+        workspace.write_text(GRPC_WORKSPACE_YAML.format(port=code_server_port,
+                                                        location=LOCATION))
+    else:
+        workspace.write_text(WORKSPACE_YAML.format(location=LOCATION,
+                                                   working_directory=working_directory or home))
     return workspace
 
 
@@ -262,6 +300,8 @@ def dagster_servers(
     max_concurrent_runs: int = 2,
     ready_timeout: float = 120.0,
     working_directory: Path | None = None,
+    dagster_yaml: str | None = None,
+    code_server: bool = False,
 ) -> Iterator[DagsterServers]:
     """Webserver (and, unless `start_daemon=False`, daemon) over a fresh DAGSTER_HOME `home`.
 
@@ -270,21 +310,30 @@ def dagster_servers(
     right after launching a backfill so that the daemon's first backfill tick picks it up.
     The code location's working directory defaults to `home`, so that a developer's `.env`
     in the repository does not leak into the test (the package is installed, editable).
+
+    `dagster_yaml` replaces the instance config (e.g. deploy/postgres/dagster.yaml, with its
+    DAGSTER_PG_* variables in `env`). With `code_server=True` the code location runs in its
+    own process, `dagster code-server start` on a free port of 127.0.0.1 (cwd `home`), and
+    the workspace is a `grpc_server` entry pointing at it, as in production.
     """
-    workspace = write_instance(home, max_concurrent_runs, working_directory)
+    code_port = free_port() if code_server else None
+    workspace = write_instance(home, max_concurrent_runs, working_directory, dagster_yaml,
+                               code_port)
     marker = uuid.uuid4().hex
     full_env = {**os.environ, **env, "DAGSTER_HOME": str(home), MARKER_VARIABLE: marker,
                 "PYTHONUNBUFFERED": "1"}
     servers = DagsterServers(home=home, workspace=workspace, port=free_port(), env=full_env,
                              marker=marker)
     try:
-        # Create the SQLite storages once, before two processes race to create them.
+        # Create the storages once, before two processes race to create them.
         instance = dg.DagsterInstance.from_config(str(home))
         try:
             instance.get_runs(limit=1)
             instance.get_backfills(limit=1)
         finally:
             instance.dispose()
+        if code_port is not None:
+            servers.start_code_server(code_port)
         servers.start_webserver()
         if start_daemon:
             servers.start_daemon()
