@@ -30,7 +30,7 @@ from rlx_assets.lib.incidents import DIGEST_AFTER
 from rlx_assets.lib.instruments import Instrument, InstrumentError, parse_instruments
 from rlx_assets.lib.lake import Lake, LakeError
 from rlx_assets.lib.tables import TABLES
-from rlx_assets.lib.vendor import CREDENTIAL_NAMES
+from rlx_assets.lib.vendor import CREDENTIAL_NAMES, credential_variables
 
 __all__ = ["AlertSettings", "ConfigError", "Settings", "Source", "environment", "secret_values"]
 
@@ -39,6 +39,11 @@ DEFAULT_LAKE_ROOT = "./data"
 DEFAULT_INSTRUMENTS = "BINANCE:BTC-USDT"
 DEFAULT_START = "2024-01-01"
 DEFAULT_DAYS_PER_RUN = 15  # days a backfill run covers; see the README's "Backfills"
+AUTOMATION_INTERVAL_SECONDS = 30
+ALERT_INTERVAL_SECONDS = 30
+ALERT_MAX_AGE_HOURS = 24.0  # older events are not posted; 0: no limit
+NEW_DAYS_INTERVAL_SECONDS = 3600
+NEW_DAYS_MAX_PER_TICK = 50
 SLACK_SECRETS = ("SLACK_WEBHOOK_URL", "SLACK_BOT_TOKEN")
 
 
@@ -58,11 +63,10 @@ def secret_values(env: Mapping[str, str] | None = None) -> list[str]:
     return [env[name] for name in names if env.get(name)]
 
 
-def credential_values(env: Mapping[str, str] | None = None) -> dict[str, str | None]:
+def credential_values(env: Mapping[str, str] | None = None) -> dict[str, str]:
     """Vendor credentials read now (for a command run by hand; runs bind `EnvVar`s)."""
     env = environment() if env is None else env
-    return {field: next((env[n] for n in names if env.get(n)), None)
-            for field, names in CREDENTIAL_NAMES.items()}
+    return {field: env[name] for field, name in credential_variables(env).items()}
 
 
 @dataclass(frozen=True)
@@ -70,8 +74,8 @@ class AlertSettings:
     """Where Slack alerts go and how the `slack_alerts` sensor paces itself. Secrets are
     named (which variable is set), not read."""
 
-    interval_seconds: int = 30
-    max_age_hours: float = 24.0
+    interval_seconds: int = ALERT_INTERVAL_SECONDS
+    max_age_hours: float = ALERT_MAX_AGE_HOURS
     digest_after: int = DIGEST_AFTER
     webserver_url: str | None = None
     webhook_set: bool = False
@@ -90,8 +94,9 @@ class AlertSettings:
                               "SLACK_CHANNEL to the channel alerts go to (e.g. "
                               "#market-data-alerts).")
         return cls(
-            interval_seconds=number(env, "RLX_ALERT_INTERVAL_SECONDS", 30, True, minimum=1),
-            max_age_hours=number(env, "RLX_ALERT_MAX_AGE_HOURS", 24.0),
+            interval_seconds=number(env, "RLX_ALERT_INTERVAL_SECONDS", ALERT_INTERVAL_SECONDS,
+                                    integer=True, minimum=1),
+            max_age_hours=number(env, "RLX_ALERT_MAX_AGE_HOURS", ALERT_MAX_AGE_HOURS),
             digest_after=number(env, "RLX_ALERT_DIGEST_AFTER", DIGEST_AFTER, integer=True),
             webserver_url=url(env, "DAGSTER_WEBSERVER_URL", "the address people open the "
                               "Dagster UI at, e.g. http://dagster:3000"),
@@ -100,14 +105,6 @@ class AlertSettings:
             channel=value("SLACK_CHANNEL"),
             api_base_url=value("SLACK_API_BASE_URL"),
         )
-
-
-def _days_per_run(env: Mapping[str, str]) -> int:
-    days = number(env, "RLX_BACKFILL_DAYS_PER_RUN", DEFAULT_DAYS_PER_RUN, integer=True)
-    if days < 1:
-        raise ConfigError(f"RLX_BACKFILL_DAYS_PER_RUN={days} must be at least 1 (one day per "
-                          "backfill run).")
-    return days
 
 
 def _instruments(env: Mapping[str, str]) -> list[Instrument]:
@@ -147,14 +144,14 @@ class Settings:
     boundaries: dict[tuple[str, str], float] = field(default_factory=dict)
     step_retries: int = 3
     retry_delay_seconds: float = 10.0
-    automation_interval_seconds: int = 30
+    automation_interval_seconds: int = AUTOMATION_INTERVAL_SECONDS
     backfill_days_per_run: int = DEFAULT_DAYS_PER_RUN
     scratch_dir: Path = field(
         default_factory=lambda: Path(tempfile.gettempdir()) / "rlx_assets_scratch")
     catalog_path: Path | None = None
     lake_endpoint_url: str | None = None
-    new_days_interval_seconds: int = 3600
-    new_days_max_per_tick: int = 50
+    new_days_interval_seconds: int = NEW_DAYS_INTERVAL_SECONDS
+    new_days_max_per_tick: int = NEW_DAYS_MAX_PER_TICK
     alerts: AlertSettings = field(default_factory=AlertSettings)
     # vendor credential field -> the variable that holds it (its value is not read here)
     credential_variables: dict[str, str] = field(default_factory=dict)
@@ -181,21 +178,21 @@ class Settings:
             per_table(env, "RLX_DAY_BOUNDARY_SECONDS", "trades=2", allow_zero=True),
             step_retries=number(env, "RLX_STEP_RETRIES", 3, integer=True),
             retry_delay_seconds=number(env, "RLX_RETRY_DELAY_SECONDS", 10.0),
-            automation_interval_seconds=number(env, "RLX_AUTOMATION_INTERVAL_SECONDS", 30,
-                                               integer=True),
-            backfill_days_per_run=_days_per_run(env),
+            automation_interval_seconds=number(
+                env, "RLX_AUTOMATION_INTERVAL_SECONDS", AUTOMATION_INTERVAL_SECONDS, integer=True),
+            backfill_days_per_run=number(env, "RLX_BACKFILL_DAYS_PER_RUN", DEFAULT_DAYS_PER_RUN,
+                                         integer=True, minimum=1),
             **({"scratch_dir": scratch} if scratch else {}),
             catalog_path=_path(env, "RLX_CATALOG_PATH"),
             lake_endpoint_url=(env.get("RLX_LAKE_ENDPOINT_URL", "").strip()
                                or env.get("AWS_ENDPOINT_URL", "").strip() or None),
-            new_days_interval_seconds=number(env, "RLX_NEW_DAYS_INTERVAL_SECONDS", 3600,
-                                             integer=True, minimum=1),
-            new_days_max_per_tick=number(env, "RLX_NEW_DAYS_MAX_PER_TICK", 50, integer=True,
-                                         minimum=1),
+            new_days_interval_seconds=number(
+                env, "RLX_NEW_DAYS_INTERVAL_SECONDS", NEW_DAYS_INTERVAL_SECONDS, integer=True,
+                minimum=1),
+            new_days_max_per_tick=number(env, "RLX_NEW_DAYS_MAX_PER_TICK", NEW_DAYS_MAX_PER_TICK,
+                                         integer=True, minimum=1),
             alerts=AlertSettings.from_env(env),
-            credential_variables={field: next(n for n in names if n in env)
-                                  for field, names in CREDENTIAL_NAMES.items()
-                                  if any(n in env for n in names)},
+            credential_variables=credential_variables(env),
         )
 
     def lake(self) -> Lake:

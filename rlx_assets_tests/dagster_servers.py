@@ -159,6 +159,13 @@ class DagsterServers:
                 timeout: float = 60.0) -> dict[str, Any]:
         return graphql(self.url, query, variables, timeout)
 
+    def assert_running(self, while_: str) -> None:
+        """Fail, with its log, if a server process has exited while waiting for `while_`."""
+        for name, proc in self.processes.items():
+            if proc.poll() is not None:
+                raise AssertionError(f"{name} exited with {proc.returncode} while waiting for "
+                                     f"{while_}.\n" + self.log_tail(name, 80))
+
     def log_tail(self, name: str, lines: int = 60) -> str:
         path = self.logs.get(name)
         if path is None or not path.exists():
@@ -378,3 +385,83 @@ query Backfill($id: String!) {
   }
 }
 """
+
+TERMINAL_BACKFILL = {"COMPLETED", "COMPLETED_SUCCESS", "COMPLETED_FAILED", "FAILED",
+                     "CANCELED"}
+
+RUNS = """
+query Runs($filter: RunsFilter!) {
+  runsOrError(filter: $filter) {
+    __typename
+    ... on Runs {
+      count
+      results {
+        runId status startTime endTime
+        assetSelection { path }
+        tags { key value }
+      }
+    }
+    ... on Error { message }
+  }
+}
+"""
+
+ASSET_STATUS = """
+query AssetStatus($key: AssetKeyInput!) {
+  assetNodeOrError(assetKey: $key) {
+    __typename
+    ... on AssetNode {
+      assetPartitionStatuses {
+        __typename
+        ... on TimePartitionStatuses { ranges { status startKey endKey } }
+      }
+      assetChecksOrError {
+        __typename
+        ... on AssetChecks {
+          checks {
+            name
+            blocking
+            partitionStatuses {
+              __typename
+              ... on AssetCheckTimePartitionStatuses { ranges { status startKey endKey } }
+            }
+          }
+        }
+        ... on Error { message }
+      }
+    }
+    ... on Error { message }
+  }
+}
+"""
+
+def expand_ranges(ranges: list[dict[str, str]], keys: list[str]) -> dict[str, str]:
+    """Time ranges `{status, startKey, endKey}` -> {partition key: status} for `keys`."""
+    return {key: r["status"] for r in ranges for key in keys
+            if r["startKey"] <= key <= r["endKey"]}
+
+
+def wait_for_backfill(servers: DagsterServers, backfill_id: str,
+                      timeout: float = 240.0) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    backfill: dict[str, Any] = {}
+    while time.monotonic() < deadline:
+        backfill = servers.graphql(BACKFILL, {"id": backfill_id})["partitionBackfillOrError"]
+        assert backfill["__typename"] == "PartitionBackfill", f"backfill lookup: {backfill}"
+        if backfill["status"] in TERMINAL_BACKFILL:
+            return backfill
+        servers.assert_running(f"backfill {backfill_id}")
+        time.sleep(1.0)
+    runs = backfill_runs(servers, backfill_id)
+    raise AssertionError(
+        f"Backfill {backfill_id} not finished after {timeout:.0f} s: status "
+        f"{backfill.get('status')}, per asset {backfill.get('assetBackfillData')}, runs "
+        f"{[(r['runId'][:8], r['status']) for r in runs]}.\n" + servers.log_tail("daemon", 80))
+
+
+def backfill_runs(servers: DagsterServers, backfill_id: str) -> list[dict[str, Any]]:
+    data = servers.graphql(RUNS, {"filter": {"tags": [
+        {"key": "dagster/backfill", "value": backfill_id}]}})["runsOrError"]
+    assert data["__typename"] == "Runs", f"runsOrError: {data}"
+    assert data["count"] == len(data["results"])
+    return data["results"]

@@ -57,10 +57,10 @@ class Lake:
 
     def certified(self) -> tuple[str, str] | None:
         """The latest status and description of the certificate's own check."""
-        from rlx_assets.defs.keys import certified_check
+        from rlx_assets.defs.keys import CERTIFIED
 
         history = self.instance.event_log_storage.get_asset_check_execution_history(
-            certified_check(BTC), limit=1)
+            dg.AssetCheckKey(CERT, CERTIFIED), limit=1)
         if not history:
             return None
         evaluation = history[0].event.asset_check_evaluation
@@ -221,6 +221,10 @@ def test_a_partition_changing_while_the_certificate_is_issued_withdraws_it(
     result = lake.certify()
     assert not result.success
     assert "withdrawn: a partition was re-materialised" in _failure_text(result)
+    from rlx_assets.defs.status import certificate_states
+
+    [(_, state, _)] = certificate_states(lake.instance, lake.defs_settings)
+    assert state == "withdrawn"  # what `rlx-assets status` says: issued, then taken back
     folder = lake.lake / "certificates"
     assert not list(folder.glob("*.json")), "no current certificate"
     [kept] = (folder / "history").iterdir()

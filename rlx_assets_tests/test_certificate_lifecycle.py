@@ -321,3 +321,38 @@ def test_records_that_cannot_be_kept_do_not_stop_the_certificate(window: Window)
     result = _certify(_window(window, DAYS[1]))
     assert result.success
     assert (window.lake / "certificates" / "binance_btc_usdt_2024-01-01_2024-01-02.json").exists()
+
+
+def test_an_s3_lake_is_verified_from_one_listing_per_folder(
+        vendor_bucket, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Size and ETag come from listing each table folder once (no HEAD per object); a
+    changed object and a deleted one are both caught."""
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIAOURLAKEKEY000001")  # our lake's own keys
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "our-lake-secret")
+    client = vendor_bucket.client
+    client.create_bucket(Bucket="rlx-lake",
+                         CreateBucketConfiguration={"LocationConstraint": "eu-west-1"})
+    lake = LakeRoot.at("s3://rlx-lake/prod", endpoint_url=vendor_bucket.endpoint)
+    files = []
+    for n, day in enumerate(DAYS * 2):  # two days, two tables
+        table = list(TABLES)[n // len(DAYS)]
+        key = f"prod/ready/{table}/exchange=BINANCE/symbol=BTC-USDT/dt={day}/data.parquet"
+        etag = client.put_object(Bucket="rlx-lake", Key=key, Body=b"x" * (n + 1))["ETag"]
+        files.append((f"s3://rlx-lake/{key}", n + 1, "sha", etag.strip('"')))
+    listings = []
+    real = lake.store.sizes_and_etags
+    monkeypatch.setattr(lake.store, "sizes_and_etags",
+                        lambda prefix: listings.append(prefix) or real(prefix))
+    monkeypatch.setattr(lake.store, "_head", lambda key: pytest.fail("a HEAD per object"))
+
+    check = verification.verifier_for(lake, BTC)
+    assert [check(*f) for f in files] == [None] * 4
+    assert len(listings) == 2  # one per table folder
+    client.put_object(Bucket="rlx-lake", Key=files[0][0].removeprefix("s3://rlx-lake/"),
+                      Body=b"y")  # same size, new ETag
+    client.delete_object(Bucket="rlx-lake", Key=files[3][0].removeprefix("s3://rlx-lake/"))
+    check = verification.verifier_for(lake, BTC)
+    assert [check(*f) for f in files] == [
+        f"object {files[0][0]} changed since it was materialised", None, None,
+        f"object {files[3][0]} is gone"]
+    assert check.summary()["trusted"] == 2

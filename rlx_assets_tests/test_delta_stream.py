@@ -71,3 +71,16 @@ def test_update_ids_going_backwards_warn(tmp_path) -> None:
     assert not outcome.passed
     assert outcome.metadata["backwards_steps"] == 1
     assert outcome.metadata["first_backwards_steps"][0]["step"] < 0
+
+
+def test_slices_come_from_the_footer_or_from_the_column_alike(tmp_path) -> None:
+    from rlx_assets.lib.time_slices import time_slices
+
+    table = pq.read_table(stream(tmp_path))
+    plain = tmp_path / "no_statistics.parquet"
+    pq.write_table(table, plain, write_statistics=False, row_group_size=500)
+    assert pq.ParquetFile(plain).metadata.row_group(0).column(1).statistics is None
+    with_stats = tmp_path / "statistics.parquet"
+    pq.write_table(table, with_stats, row_group_size=500)
+    assert list(time_slices([plain], 7)) == list(time_slices([with_stats], 7))
+    assert len(list(time_slices([plain], 7))) > 5

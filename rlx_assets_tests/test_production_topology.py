@@ -34,16 +34,19 @@ from typing import Any
 import pytest
 import yaml
 
+from rlx_assets.defs.keys import certificate_key, table_key
 from rlx_assets.lib.checks import BLOCKING_CHECKS, POSITIVE_PRICES
 from rlx_assets.lib.demo_faults import Fault
 from rlx_assets.lib.instruments import Instrument
 from rlx_assets_tests.dagster_servers import (
-    BACKFILL,
+    ASSET_STATUS,
     GRPC_WORKSPACE_YAML,
     LAUNCH_BACKFILL,
     LOCATION,
     DagsterServers,
     dagster_servers,
+    expand_ranges,
+    wait_for_backfill,
 )
 from rlx_assets_tests.postgres_server import PostgresServer, running_postgres
 from rlx_assets_tests.slack_stand_in import SlackStandIn
@@ -62,7 +65,6 @@ DAY_KEYS = [d.isoformat() for d in DAYS]
 BAD = (BTC, "trades", dt.date(2024, 1, 2))  # negative price: positive_prices fails
 LAKE_BUCKET, LAKE_PREFIX = "rlx-lake", "prod"
 VENDOR_SOURCE = "s3://qnt.data/market-data/cryptofeed"
-TERMINAL = {"COMPLETED", "COMPLETED_SUCCESS", "COMPLETED_FAILED", "FAILED", "CANCELED"}
 
 SENSOR = """
 query Sensor($selector: SensorSelector!) {
@@ -80,34 +82,6 @@ mutation Stop($id: String!) {
     __typename
     ... on StopSensorMutationResult { instigationState { status } }
     ... on PythonError { message }
-    ... on Error { message }
-  }
-}
-"""
-
-ASSET_STATUS = """
-query AssetStatus($key: AssetKeyInput!) {
-  assetNodeOrError(assetKey: $key) {
-    __typename
-    ... on AssetNode {
-      assetPartitionStatuses {
-        __typename
-        ... on TimePartitionStatuses { ranges { status startKey endKey } }
-      }
-      assetChecksOrError {
-        __typename
-        ... on AssetChecks {
-          checks {
-            name
-            partitionStatuses {
-              __typename
-              ... on AssetCheckTimePartitionStatuses { ranges { status startKey endKey } }
-            }
-          }
-        }
-        ... on Error { message }
-      }
-    }
     ... on Error { message }
   }
 }
@@ -137,15 +111,6 @@ query InFlight {
 """
 
 
-def asset_path(instrument: Instrument, table: str) -> list[str]:
-    return [instrument.exchange.lower(), instrument.symbol.lower().replace("-", "_"), table]
-
-
-def expand(ranges: list[dict[str, str]]) -> dict[str, str]:
-    return {key: r["status"] for r in ranges for key in DAY_KEYS
-            if r["startKey"] <= key <= r["endKey"]}
-
-
 def is_bad(instrument: Instrument, table: str, day: str) -> bool:
     return (instrument, table, day) == (BAD[0], BAD[1], BAD[2].isoformat())
 
@@ -157,11 +122,7 @@ def wait_for(what: str, probe: Callable[[], Any], timeout: float, servers: Dagst
         value = probe()
         if value:
             return value
-        for name in ("daemon", "code_server", "webserver"):
-            proc = servers.processes.get(name)
-            if proc is not None and proc.poll() is not None:
-                raise AssertionError(f"{name} exited with {proc.returncode} while waiting for "
-                                     f"{what}.\n" + servers.log_tail(name, 80))
+        servers.assert_running(what)
         time.sleep(interval)
     raise AssertionError(f"{what}: not within {timeout:.0f} s.\n"
                          + servers.log_tail("daemon", 80) + "\n"
@@ -246,7 +207,8 @@ def test_production_topology_end_to_end(
 
         # The backfill, as the UI launches it: all table assets of both instruments.
         launched = servers.graphql(LAUNCH_BACKFILL, {"params": {
-            "assetSelection": [{"path": asset_path(i, t)} for i in INSTRUMENTS for t in TABLES],
+            "assetSelection": [{"path": list(table_key(i, t).path)}
+                               for i in INSTRUMENTS for t in TABLES],
             "partitionNames": DAY_KEYS,
             "fromFailure": False,
             "title": "production topology e2e",
@@ -255,19 +217,14 @@ def test_production_topology_end_to_end(
         backfill_id = launched["backfillId"]
         servers.start_daemon()  # its first backfill tick picks the backfill up at once
 
-        def finished() -> dict[str, Any] | None:
-            got = servers.graphql(BACKFILL, {"id": backfill_id})["partitionBackfillOrError"]
-            assert got["__typename"] == "PartitionBackfill", got
-            return got if got["status"] in TERMINAL else None
-
-        backfill = wait_for(f"backfill {backfill_id} to finish", finished, 300, servers)
+        backfill = wait_for_backfill(servers, backfill_id, timeout=300)
         timings["backfill_done"] = time.monotonic() - started
         assert backfill["status"] == "COMPLETED_FAILED", backfill
         counts = {tuple(s["assetKey"]["path"]): s
                   for s in backfill["assetBackfillData"]["assetBackfillStatuses"]}
         for instrument in INSTRUMENTS:
             for table in TABLES:
-                c = counts[tuple(asset_path(instrument, table))]
+                c = counts[tuple(list(table_key(instrument, table).path))]
                 bad_days = sum(is_bad(instrument, table, d) for d in DAY_KEYS)
                 assert (c["numPartitionsTargeted"], c["numPartitionsFailed"],
                         c["numPartitionsMaterialized"]) == (3, bad_days, 3 - bad_days), c
@@ -276,13 +233,13 @@ def test_production_topology_end_to_end(
         for instrument in INSTRUMENTS:
             for table in TABLES:
                 node = servers.graphql(ASSET_STATUS, {"key": {
-                    "path": asset_path(instrument, table)}})["assetNodeOrError"]
+                    "path": list(table_key(instrument, table).path)}})["assetNodeOrError"]
                 assert node["__typename"] == "AssetNode", node
-                partitions = expand(node["assetPartitionStatuses"]["ranges"])
+                partitions = expand_ranges(node["assetPartitionStatuses"]["ranges"], DAY_KEYS)
                 assert partitions == {d: "FAILED" if is_bad(instrument, table, d)
                                       else "MATERIALIZED" for d in DAY_KEYS}, \
                     (instrument, table, partitions)
-                checks = {c["name"]: expand(c["partitionStatuses"]["ranges"])
+                checks = {c["name"]: expand_ranges(c["partitionStatuses"]["ranges"], DAY_KEYS)
                           for c in node["assetChecksOrError"]["checks"]}
                 for check in BLOCKING_CHECKS:
                     expected = {d: "FAILED" if is_bad(instrument, table, d)
@@ -293,7 +250,7 @@ def test_production_topology_end_to_end(
         # The automation sensor issues the clean instrument's certificate, on its own.
         def certificate(instrument: Instrument) -> dict[str, Any]:
             return servers.graphql(CERTIFICATE, {"key": {
-                "path": asset_path(instrument, "certificate")}})
+                "path": list(certificate_key(instrument).path)}})
 
         def issued() -> dict[str, Any] | None:
             data = certificate(ETH)

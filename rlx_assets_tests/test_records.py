@@ -96,11 +96,8 @@ def test_batched_reads_agree_with_the_per_key_ones(instance) -> None:
         records=records.recorded_days(instance, key, days, BLOCKING_CHECKS)) for key in keys}
     assert set(per_key[KEY].records) == {READY, BAD} and per_key[never_run].records == {}
     assert records.read_series(instance, keys, days, BLOCKING_CHECKS, partitions) == per_key
-    assert records.recorded_days_by_key(instance, keys, days, BLOCKING_CHECKS) == {
-        key: s.records for key, s in per_key.items()}
-    assert records.recorded_days_by_key(instance, keys, days) == {
+    without_checks = records.read_series(instance, keys, days, (), partitions)
+    assert {key: s.records for key, s in without_checks.items()} == {
         key: records.recorded_days(instance, key, days) for key in keys}
-    assert records.check_statuses_by_key(instance, keys, BLOCKING_CHECKS, days) == {
-        key: s.checks for key, s in per_key.items()}
-    assert records.partition_statuses_by_key(instance, keys, days, partitions) == {
+    assert {key: s.statuses for key, s in without_checks.items()} == {
         key: s.statuses for key, s in per_key.items()}

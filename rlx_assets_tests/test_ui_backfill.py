@@ -26,16 +26,19 @@ import dagster as dg
 import pyarrow.parquet as pq
 import pytest
 
-from rlx_assets.defs.keys import table_key
+from rlx_assets.defs.keys import certificate_key, table_key
 from rlx_assets.lib.checks import BLOCKING_CHECKS, POSITIVE_PRICES
 from rlx_assets.lib.demo_data import write_day
 from rlx_assets.lib.demo_faults import Fault
 from rlx_assets.lib.lake import DATA_FILE, QUARANTINE, READY, Lake
 from rlx_assets_tests.dagster_servers import (
-    BACKFILL,
+    ASSET_STATUS,
     LAUNCH_BACKFILL,
     DagsterServers,
+    backfill_runs,
     dagster_servers,
+    expand_ranges,
+    wait_for_backfill,
 )
 from rlx_assets_tests.stand_ins import BTC
 
@@ -47,9 +50,7 @@ DAY_KEYS = [d.isoformat() for d in DAYS]
 BAD_TABLE, BAD_DAY = "trades", dt.date(2024, 1, 2)
 DAYS_PER_RUN = 2
 PREFIX = ["binance", "btc_usdt"]
-CERTIFICATE = [*PREFIX, "certificate"]
-BACKFILL_TIMEOUT = 240.0
-TERMINAL = {"COMPLETED", "COMPLETED_SUCCESS", "COMPLETED_FAILED", "FAILED", "CANCELED"}
+CERTIFICATE = list(certificate_key(BTC).path)
 
 REEXECUTE_BACKFILL = """
 mutation Reexecute($params: ReexecutionParams!) {
@@ -57,52 +58,6 @@ mutation Reexecute($params: ReexecutionParams!) {
     __typename
     ... on LaunchBackfillSuccess { backfillId }
     ... on PythonError { message }
-    ... on Error { message }
-  }
-}
-"""
-
-RUNS = """
-query Runs($filter: RunsFilter!) {
-  runsOrError(filter: $filter) {
-    __typename
-    ... on Runs {
-      count
-      results {
-        runId status startTime endTime
-        assetSelection { path }
-        tags { key value }
-      }
-    }
-    ... on Error { message }
-  }
-}
-"""
-
-ASSET_STATUS = """
-query AssetStatus($key: AssetKeyInput!) {
-  assetNodeOrError(assetKey: $key) {
-    __typename
-    ... on AssetNode {
-      assetPartitionStatuses {
-        __typename
-        ... on TimePartitionStatuses { ranges { status startKey endKey } }
-      }
-      assetChecksOrError {
-        __typename
-        ... on AssetChecks {
-          checks {
-            name
-            blocking
-            partitionStatuses {
-              __typename
-              ... on AssetCheckTimePartitionStatuses { ranges { status startKey endKey } }
-            }
-          }
-        }
-        ... on Error { message }
-      }
-    }
     ... on Error { message }
   }
 }
@@ -130,17 +85,7 @@ query Executions($key: AssetKeyInput!, $check: String!, $partition: String, $lim
 
 
 def key_input(table: str) -> dict[str, list[str]]:
-    return {"path": [*PREFIX, table]}
-
-
-def expand_ranges(ranges: list[dict[str, str]]) -> dict[str, str]:
-    """Time ranges `{status, startKey, endKey}` -> {partition key: status} for DAY_KEYS."""
-    out = {}
-    for r in ranges:
-        for key in DAY_KEYS:
-            if r["startKey"] <= key <= r["endKey"]:
-                out[key] = r["status"]
-    return out
+    return {"path": list(table_key(BTC, table).path)}
 
 
 def launch_backfill(servers: DagsterServers, tables: list[str], partitions: list[str]) -> str:
@@ -154,35 +99,6 @@ def launch_backfill(servers: DagsterServers, tables: list[str], partitions: list
     return data["backfillId"]
 
 
-def wait_for_backfill(servers: DagsterServers, backfill_id: str,
-                      timeout: float = BACKFILL_TIMEOUT) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
-    backfill: dict[str, Any] = {}
-    while time.monotonic() < deadline:
-        backfill = servers.graphql(BACKFILL, {"id": backfill_id})["partitionBackfillOrError"]
-        assert backfill["__typename"] == "PartitionBackfill", f"backfill lookup: {backfill}"
-        if backfill["status"] in TERMINAL:
-            return backfill
-        daemon = servers.processes.get("daemon")
-        if daemon is not None and daemon.poll() is not None:
-            raise AssertionError(f"dagster-daemon exited with {daemon.returncode} during "
-                                 f"backfill {backfill_id}.\n" + servers.log_tail("daemon"))
-        time.sleep(1.0)
-    runs = backfill_runs(servers, backfill_id)
-    raise AssertionError(
-        f"Backfill {backfill_id} not finished after {timeout:.0f} s: status "
-        f"{backfill.get('status')}, per asset {backfill.get('assetBackfillData')}, runs "
-        f"{[(r['runId'][:8], r['status']) for r in runs]}.\n" + servers.log_tail("daemon", 80))
-
-
-def backfill_runs(servers: DagsterServers, backfill_id: str) -> list[dict[str, Any]]:
-    data = servers.graphql(RUNS, {"filter": {"tags": [
-        {"key": "dagster/backfill", "value": backfill_id}]}})["runsOrError"]
-    assert data["__typename"] == "Runs", f"runsOrError: {data}"
-    assert data["count"] == len(data["results"])
-    return data["results"]
-
-
 def asset_status(servers: DagsterServers, table: str) -> dict[str, Any]:
     """{"materialized": {day: status}, "checks": {check: {day: status}}} as the UI sees them."""
     node = servers.graphql(ASSET_STATUS, {"key": key_input(table)})["assetNodeOrError"]
@@ -191,14 +107,14 @@ def asset_status(servers: DagsterServers, table: str) -> dict[str, Any]:
     assert partitions["__typename"] == "TimePartitionStatuses", partitions
     checks = node["assetChecksOrError"]
     assert checks["__typename"] == "AssetChecks", f"assetChecksOrError({table}): {checks}"
-    out = {"materialized": expand_ranges(partitions["ranges"]), "checks": {}}
+    out = {"materialized": expand_ranges(partitions["ranges"], DAY_KEYS), "checks": {}}
     for c in checks["checks"]:
         statuses = c["partitionStatuses"]
         assert c["blocking"] is (c["name"] in BLOCKING_CHECKS), \
             f"{table}/{c['name']}: blocking={c['blocking']}"
         assert statuses and statuses["__typename"] == "AssetCheckTimePartitionStatuses", \
             f"{table}/{c['name']} partitionStatuses: {statuses}"
-        out["checks"][c["name"]] = expand_ranges(statuses["ranges"])
+        out["checks"][c["name"]] = expand_ranges(statuses["ranges"], DAY_KEYS)
     return out
 
 

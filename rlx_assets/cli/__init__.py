@@ -9,12 +9,13 @@ import sys
 from rlx_assets.cli.demo import demo
 from rlx_assets.cli.lake import accept, recheck, sql, status
 from rlx_assets.cli.vendor import doctor, instruments, inventory
+from rlx_assets.lib.tables import TABLES
 
 __all__ = ["main"]
 
 
 def _tables_option(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--table", action="append", choices=["trades", "book", "book_delta_v2"],
+    parser.add_argument("--table", action="append", choices=list(TABLES),
                         help="only these tables (repeatable)")
 
 
@@ -51,7 +52,7 @@ def main(argv: list[str] | None = None) -> int:
     dr.set_defaults(func=doctor)
     ac = sub.add_parser("accept", help="accept a vendor exception (a failure the vendor will "
                         "never fix), revoke one, or list them; the partition is re-checked")
-    ac.add_argument("--table", choices=["trades", "book", "book_delta_v2"])
+    ac.add_argument("--table", choices=list(TABLES))
     ac.add_argument("--day", help="the partition, YYYY-MM-DD")
     ac.add_argument("--check", help="the failing blocking check, e.g. temporal_continuity")
     ac.add_argument("--reason", help="why it is accepted (kept in the certificate)")

@@ -8,6 +8,7 @@ import datetime as dt
 import sys
 
 from rlx_assets.cli.common import backfill, default_home
+from rlx_assets.lib.tables import TABLES
 
 
 def status(args: argparse.Namespace) -> int:
@@ -65,7 +66,7 @@ def recheck(args: argparse.Namespace) -> int:
         print(exc)
         return 2
     outcomes, _ = backfill(build_definitions(settings), dg.DagsterInstance.get(), settings,
-                           days, args.table or ["trades", "book", "book_delta_v2"],
+                           days, args.table or list(TABLES),
                            from_raw=True)
     return 0 if all(all(c.values()) for c in outcomes.values()) else 1
 

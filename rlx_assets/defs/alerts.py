@@ -20,10 +20,9 @@ from rlx_assets.defs.records import events_after, run_step_events
 from rlx_assets.lib import alert_text as lib
 from rlx_assets.lib import slack as transports
 from rlx_assets.lib.incidents import DIGEST_AFTER, AlertCursor, Finding, Incidents, messages
-from rlx_assets.settings import Settings, secret_values
+from rlx_assets.settings import ALERT_MAX_AGE_HOURS, Settings, secret_values
 
 SENSOR_NAME = "slack_alerts"
-DEFAULT_MAX_AGE_HOURS = 24.0
 PAGE = 200  # events read per query
 MAX_EVENTS_PER_TICK = 2_000  # events read per tick (most produce no message)
 MAX_MESSAGES_PER_TICK = 20
@@ -45,7 +44,7 @@ class SlackAlertsResource(dg.ConfigurableResource):
     timeout_seconds: int = 10
     max_retry_wait_seconds: float = 10.0
     max_messages_per_tick: int = MAX_MESSAGES_PER_TICK
-    max_age_hours: float = DEFAULT_MAX_AGE_HOURS  # older events are not posted; 0: no limit
+    max_age_hours: float = ALERT_MAX_AGE_HOURS  # older events are not posted; 0: no limit
     digest_after: int = DIGEST_AFTER  # more new incidents in one tick: one digest per check
 
     def transport(self, log: transports.Log) -> transports.Transport:
@@ -155,16 +154,12 @@ class AlertReader:
             metadata={name: getattr(value, "value", value) for name, value in ev.metadata.items()},
             run_id=entry.run_id,
         )
-        if not ev.passed:
-            text = lib.check_failure_text(plain, self.links)
-        elif "accepted" in plain.metadata:
-            text = lib.check_accepted_text(plain, self.links)
-        else:
-            text = lib.check_recovered_text(plain, self.links)
+        write = (lib.check_failure_text if not ev.passed else lib.check_accepted_text
+                 if "accepted" in plain.metadata else lib.check_recovered_text)
         instrument, table = lib.instrument_and_table(plain.asset_path)
         return Finding(storage_id, instrument, table, plain.check_name, plain.partition,
-                       plain.passed, self.redact(text), lib.digest_figures(plain.metadata),
-                       recent)
+                       plain.passed, lambda: self.redact(write(plain, self.links)),
+                       lib.digest_figures(plain.metadata), recent)
 
     def _run_steps(self, run_id: str) -> tuple[list[lib.StepFailure], dict[str, set]]:
         """The run's failed steps, and the assets each step was to materialise."""

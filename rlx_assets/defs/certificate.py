@@ -123,15 +123,16 @@ def _no_longer_holds(verdict: Verdict, start: dt.date, end: dt.date) -> str | No
     return f"refused on re-issue: {within[0]}{more}"
 
 
-def refused(instrument: Instrument, start: dt.date, end: dt.date,
-            problems: list[str]) -> Iterator[dg.AssetCheckResult]:
+def refused(instrument: Instrument, start: dt.date, end: dt.date, problems: list[str],
+            state: str = "refused") -> Iterator[dg.AssetCheckResult]:
     """The certificate's check, failed with the problems (shown on the certificate's page,
-    alerted), then the run's failure listing them."""
+    alerted), then the run's failure listing them. `state` (refused, or withdrawn: issued
+    and taken back) is what `rlx-assets status` shows."""
     shown = problems[:50]
     yield dg.AssetCheckResult(
         check_name=CERTIFIED, passed=False, severity=dg.AssetCheckSeverity.ERROR,
-        description=f"refused: {len(problems)} partition problem(s), first: {problems[0]}",
-        metadata={"window": f"{start}..{end}", "problem_count": len(problems),
+        description=f"{state}: {len(problems)} partition problem(s), first: {problems[0]}",
+        metadata={"state": state, "window": f"{start}..{end}", "problem_count": len(problems),
                   "problems": dg.MetadataValue.md("\n".join(f"- {p}" for p in shown)
                                                   + ("\n- ..." if len(problems) > 50
                                                      else ""))})
@@ -190,7 +191,7 @@ def build_certificate_asset(instrument: Instrument, settings: Settings) -> dg.As
                                        "a partition was re-materialised while it was issued")
             yield from refused(instrument, start, end, [
                 "withdrawn: a partition was re-materialised while it was being issued; it "
-                f"is issued again once that run is done ({path})"])
+                f"is issued again once that run is done ({path})"], state="withdrawn")
         yield dg.MaterializeResult(
             metadata=_issued_metadata(verdict.certificate, str(path), len(days), checked),
             check_results=[dg.AssetCheckResult(

@@ -52,6 +52,7 @@ AFTER_THE_TABLES = (
 ).with_label("after the day's tables are materialised or re-materialised")
 NEEDS = {SNAPSHOTS_AGREE: ("book", "book_delta_v2"), TRADES_IN_MARKET: ("trades", "book"),
          DELTA_STREAM: ("book_delta_v2",)}
+COMPARED = sorted({table for tables in NEEDS.values() for table in tables})
 
 def _local_ready(lake: Lake, table: str, instrument: Instrument, day: dt.date,
                  scratch: Path) -> Path:
@@ -78,7 +79,7 @@ def build_consistency_asset(instrument: Instrument, settings: Settings,
 
     @dg.asset(
         key=key,
-        deps=[table_key(instrument, t) for t in ("trades", "book", "book_delta_v2")],
+        deps=[table_key(instrument, t) for t in COMPARED],
         partitions_def=partitions,
         check_specs=[dg.AssetCheckSpec(name, asset=key, blocking=False, description=text,
                                        partitions_def=partitions)
@@ -97,8 +98,7 @@ def build_consistency_asset(instrument: Instrument, settings: Settings,
         store = lake.lake()
         with tempfile.TemporaryDirectory(dir=None if store.is_local else _scratch(store)) \
                 as scratch:  # where an s3:// lake's files are downloaded
-            files = {t: _local_ready(store, t, instrument, day, Path(scratch))
-                     for t in ("trades", "book", "book_delta_v2")}
+            files = {t: _local_ready(store, t, instrument, day, Path(scratch)) for t in COMPARED}
             outcomes = [
                 snapshots_agree_with_deltas(files["book"], files["book_delta_v2"]),
                 trades_inside_market(files["trades"], files["book"]),

@@ -90,7 +90,8 @@ def withdrawal(instrument: Instrument, table: str, partition: str, failed: list[
         severity=dg.AssetCheckSeverity.ERROR, blocking=True,
         description=f"withdrawn: {table} {partition} failed {', '.join(failed)} and left "
                     "ready/; issued again once every day passes",
-        metadata={"withdrawn": list(withdrawn), "table": table, "day": partition,
+        metadata={"state": "withdrawn", "withdrawn": list(withdrawn), "table": table,
+                  "day": partition,
                   "failed_checks": failed})
 
 

@@ -24,7 +24,3 @@ def certificate_key(instrument: Instrument) -> dg.AssetKey:
 def consistency_key(instrument: Instrument) -> dg.AssetKey:
     """The per-day cross-table consistency of the instrument's tables (WARN checks)."""
     return dg.AssetKey([*instrument.key_prefix, "consistency"])
-
-
-def certified_check(instrument: Instrument) -> dg.AssetCheckKey:
-    return dg.AssetCheckKey(certificate_key(instrument), CERTIFIED)

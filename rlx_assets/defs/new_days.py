@@ -13,7 +13,7 @@ import dagster as dg
 
 from rlx_assets.defs.keys import table_key
 from rlx_assets.defs.partitions import daily_partitions
-from rlx_assets.defs.records import partition_statuses, recorded_days
+from rlx_assets.defs.records import read_series
 from rlx_assets.defs.resources import CryptoLakeResource
 from rlx_assets.lib import new_days
 from rlx_assets.lib.certificate import window_days
@@ -36,22 +36,21 @@ def new_days_tick(context: dg.SensorEvaluationContext, settings: Settings,
     requested = new_days.load_cursor(context.cursor)
     due: list[new_days.Due] = []
     errors: list[VendorError] = []
-    for instrument in settings.instruments:
-        for table in TABLES:
-            key = table_key(instrument, table)
-            asset = key.to_user_string()
-            try:
-                vendor = source.list_days(table, instrument, start, end)
-            except VendorError as exc:
-                context.log.warning(f"Listing {table} {instrument} failed: {exc}")
-                errors.append(exc)
-                continue
-            recorded = recorded_days(context.instance, key, days)
-            status = partition_statuses(context.instance, key, days, partitions)
-            in_flight = {d for d, s in status.items() if s == "IN_PROGRESS"}
-            requested[asset] = new_days.still_requested(requested.get(asset, {}), vendor,
-                                                        recorded)
-            due += new_days.due_days(asset, vendor, recorded, in_flight, requested[asset])
+    keys = {(i, t): table_key(i, t) for i in settings.instruments for t in TABLES}
+    series = read_series(context.instance, list(keys.values()), days, (), partitions)
+    for (instrument, table), key in keys.items():
+        asset = key.to_user_string()
+        try:
+            vendor = source.list_days(table, instrument, start, end)
+        except VendorError as exc:
+            context.log.warning(f"Listing {table} {instrument} failed: {exc}")
+            errors.append(exc)
+            continue
+        recorded = series[key].records
+        in_flight = {d for d, s in series[key].statuses.items() if s == "IN_PROGRESS"}
+        requested[asset] = new_days.still_requested(requested.get(asset, {}), vendor,
+                                                    recorded)
+        due += new_days.due_days(asset, vendor, recorded, in_flight, requested[asset])
     if errors and len(errors) == len(settings.instruments) * len(TABLES):
         raise errors[0]  # nothing could be listed: fail the tick, visibly
     chosen = new_days.pick(due, limit)

@@ -214,35 +214,6 @@ def _statuses_by_key(batch: _Batch, keys: Sequence[dg.AssetKey], partitions: Seq
     return out
 
 
-def recorded_days_by_key(instance: dg.DagsterInstance, keys: Sequence[dg.AssetKey],
-                         days: Sequence[dt.date], checks: Sequence[str] = (),
-                         ) -> dict[dg.AssetKey, dict[dt.date, DayRecord]]:
-    """`recorded_days` of each of `keys`."""
-    wanted = [d.isoformat() for d in days]
-    latest = _latest_by_key(_Batch(instance, keys), keys, wanted)
-    infos = _check_infos_by_key(instance, keys, checks, wanted)
-    return {key: dict(_day_record(p, e, infos.get(key, {})) for p, e in latest[key].items())
-            for key in keys}
-
-
-def check_statuses_by_key(instance: dg.DagsterInstance, keys: Sequence[dg.AssetKey],
-                          checks: Sequence[str], days: Sequence[dt.date],
-                          ) -> dict[dg.AssetKey, dict[dt.date, dict[str, str]]]:
-    """`check_statuses` of each of `keys`, in one storage call."""
-    infos = _check_infos_by_key(instance, keys, checks, [d.isoformat() for d in days])
-    return {key: _statuses_of(infos.get(key, {})) for key in keys}
-
-
-def partition_statuses_by_key(instance: dg.DagsterInstance, keys: Sequence[dg.AssetKey],
-                              days: Sequence[dt.date], partitions_def: dg.PartitionsDefinition,
-                              ) -> dict[dg.AssetKey, dict[dt.date, str]]:
-    """`partition_statuses` of each of `keys` (all of one `partitions_def`)."""
-    statuses = _statuses_by_key(_Batch(instance, keys), keys, [d.isoformat() for d in days],
-                                partitions_def)
-    return {key: {dt.date.fromisoformat(p): s for p, s in by_partition.items()}
-            for key, by_partition in statuses.items()}
-
-
 @dataclass(frozen=True)
 class Series:
     """What the instance holds for one asset over the days asked for."""

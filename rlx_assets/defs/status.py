@@ -31,7 +31,8 @@ def certificate_states(instance: dg.DagsterInstance,
         elif latest.passed:
             out.append((str(instrument), "issued", latest.description))
         else:
-            state = "withdrawn" if latest.description.startswith("withdrawn") else "refused"
+            # evaluations recorded before the `state` key said it in their first word
+            state = latest.metadata.get("state") or latest.description.split(":")[0]
             out.append((str(instrument), state, latest.description))
     return out
 

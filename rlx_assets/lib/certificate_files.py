@@ -75,7 +75,7 @@ def parse_current(key: str) -> Current | None:
 
 def current_certificates(lake: Lake, slug: str | None = None) -> list[Current]:
     """The certificates in force, of one instrument or all."""
-    found = (parse_current(key) for key in lake.store.list(CERTIFICATES))
+    found = (parse_current(key) for key in lake.store.list(CERTIFICATES, recursive=False))
     return [c for c in found if c is not None and (slug is None or c.slug == slug)]
 
 
@@ -103,10 +103,11 @@ def _now() -> str:
 
 
 def _to_history(lake: Lake, key: str, note: str, detail: dict[str, str],
-                delete: bool = True) -> Moved | None:
-    """Copy the certificate at `key` under history/ with `note`, then delete it (unless it
-    is about to be overwritten). An unreadable file vouches for nothing: it is deleted."""
-    certificate = lake.read_json(key)
+                delete: bool = True, certificate: dict | None = None) -> Moved | None:
+    """Copy the certificate at `key` (read now unless given) under history/ with `note`, then
+    delete it (unless it is about to be overwritten). An unreadable file vouches for nothing:
+    it is deleted."""
+    certificate = certificate if certificate is not None else lake.read_json(key)
     if certificate is None:  # gone already (a concurrent move), or not JSON
         if delete:
             lake.delete(key)
@@ -124,8 +125,9 @@ def issue(lake: Lake, instrument: Instrument, start: dt.date, end: dt.date,
     one of that instrument and start goes to history/. Returns its location."""
     key = current_key(instrument.slug, start, end)
     superseded = {"at": _now(), "by": lake.location(key)}
-    if lake.read_json(key) is not None:  # the same window, issued before
-        _to_history(lake, key, "superseded", superseded, delete=False)
+    earlier = lake.read_json(key)
+    if earlier is not None:  # the same window, issued before
+        _to_history(lake, key, "superseded", superseded, delete=False, certificate=earlier)
     location = lake.write_json(key, certificate)
     for other in current_certificates(lake, instrument.slug):
         if other.start == start and other.key != key:

@@ -22,14 +22,14 @@ from rlx_assets.lib.doctor_checkup import (
     Result,
     cannot_reach,
     endpoint_url_of,
-    first_line,
     not_found,
     session_client,
 )
 from rlx_assets.lib.doctor_discovery import check_discovery
 from rlx_assets.lib.lake import LakeError
+from rlx_assets.lib.s3 import first_line
 from rlx_assets.lib.slack import Redactor
-from rlx_assets.lib.vendor import CREDENTIAL_NAMES, CREDENTIAL_VARIABLES
+from rlx_assets.lib.vendor import CREDENTIAL_NAMES, CREDENTIAL_VARIABLES, credential_variables
 
 
 def check_source(c: Checkup) -> Result:
@@ -53,17 +53,16 @@ def check_credentials(c: Checkup) -> Result:
     if kind == "sample":
         session_client(c, anonymous=True)
         return True, "Credentials: none needed (the sample bucket is read anonymously)."
-    found = {field: next((n for n in names if c.env.get(n, "").strip()), None)
-             for field, names in CREDENTIAL_NAMES.items()}
-    key, secret = found["aws_access_key_id"], found["aws_secret_access_key"]
+    found = credential_variables(c.env)
+    key, secret = found.get("aws_access_key_id"), found.get("aws_secret_access_key")
     if bool(key) != bool(secret):
         other = ("aws_secret_access_key (or AWS_SECRET_ACCESS_KEY)" if key
                  else "aws_access_key_id (or AWS_ACCESS_KEY_ID)")
         return False, (f"Credentials: {key or secret} is set but {other} is not; set both in "
                        "the environment or .env.")
     if key:
-        session_client(c, anonymous=False, **{f: c.env[n] for f, n in found.items() if n})
-        names = " and ".join(n for n in found.values() if n)
+        session_client(c, anonymous=False, **{f: c.env[n] for f, n in found.items()})
+        names = " and ".join(found.values())
         return True, f"Credentials: {names} set (values not shown)."
     session = session_client(c, anonymous=False)
     credentials = session.get_credentials()

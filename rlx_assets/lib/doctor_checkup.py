@@ -4,7 +4,7 @@ S3 failure is put into words (see `doctor.py`)."""
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -35,6 +35,7 @@ class Checkup:
     settings: Any = None
     client: object | None = None  # boto3 S3 client with short timeouts (S3 sources)
     sample: str | None = None  # one vendor object to read: a key (S3) or a path (local)
+    contents: dict[str, list[str] | None] = field(default_factory=dict)  # per table, fetched
 
     @property
     def where(self) -> str:
@@ -54,9 +55,6 @@ def not_found(fault: s3.Fault) -> bool:
     return fault.kind in (s3.Kind.NOT_FOUND, s3.Kind.NO_BUCKET)
 
 
-def first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0] if text else type(exc).__name__
 
 
 def session_client(c: Checkup, anonymous: bool, **credentials: str | None):

@@ -14,11 +14,11 @@ from rlx_assets.lib.doctor_checkup import (
     Checkup,
     Result,
     cannot_reach,
-    first_line,
     not_found,
 )
 from rlx_assets.lib.instruments import Instrument, instrument_prefix, listed_instrument
 from rlx_assets.lib.lakeapi_access import CONTENTS_FILE, contents_keys
+from rlx_assets.lib.s3 import first_line
 from rlx_assets.lib.tables import TABLES
 from rlx_assets.lib.vendor import CREDENTIAL_VARIABLES
 from rlx_assets.lib.vendor_local import LocalSource
@@ -37,17 +37,20 @@ class DiscoveryFailed(Exception):
 
 
 def _contents(c: Checkup, table: str) -> list[str] | None:
-    """The keys in the vendor's `<table>/contents.json.gz`, or None if there is none."""
+    """The keys in the vendor's `<table>/contents.json.gz`, or None if there is none (fetched
+    once per checkup: discovery and the closest names both use it)."""
     import botocore.exceptions
 
-    key = c.key(f"{table}/{CONTENTS_FILE}")
-    try:
-        body = c.client.get_object(Bucket=c.settings.source.bucket, Key=key)["Body"].read()
-    except botocore.exceptions.ClientError as exc:
-        if not_found(s3.classify(exc)):
-            return None
-        raise
-    return contents_keys(body)
+    if table not in c.contents:
+        key = c.key(f"{table}/{CONTENTS_FILE}")
+        try:
+            body = c.client.get_object(Bucket=c.settings.source.bucket, Key=key)["Body"].read()
+            c.contents[table] = contents_keys(body)
+        except botocore.exceptions.ClientError as exc:
+            if not not_found(s3.classify(exc)):
+                raise
+            c.contents[table] = None
+    return c.contents[table]
 
 
 def _discover_s3(c: Checkup) -> tuple[dict[tuple[str, str], list[str]], str]:

@@ -63,9 +63,14 @@ class Finding:
     check: str
     partition: str | None
     passed: bool
-    text: str  # the message for this evaluation alone (failed, recovered or accepted)
+    # The message for this evaluation alone (failed, recovered or accepted), or how to write
+    # it: most evaluations open or close nothing, so their text is never rendered.
+    text: str | Callable[[], str]
     figures: Mapping[str, float] = field(default_factory=dict)  # for digests: worst-of
     recent: bool = True  # within RLX_ALERT_MAX_AGE_HOURS: announced (else only counted)
+
+    def message(self) -> str:
+        return self.text() if callable(self.text) else self.text
 
     @property
     def key(self) -> str:
@@ -102,7 +107,7 @@ def messages(opened: Sequence[Finding], closed: Sequence[Finding],
         verdict = "passes again" if recovered else "FAILED"
         if len(findings) <= digest_after:
             out += [(f.storage_id, f"{f.check} on {f.instrument} {f.table} {f.partition}: "
-                     f"{verdict}", f.text) for f in findings]
+                     f"{verdict}", f.message()) for f in findings]
             continue
         groups: dict[tuple[str, str, str], list[Finding]] = {}
         for finding in findings:

@@ -181,10 +181,11 @@ def ingest_partition(
             outcomes = acceptance.apply(
                 evaluate(scan, previous_last_time, trailing_rows),
                 acceptance.for_partition(lake, spec.name, instrument, day), raw.sha256)
-            passed = not failed_blocking(outcomes)
+            failed = failed_blocking(outcomes)
+            passed = not failed
             withdrawn: list[certificate_files.Moved] = []
-            if not passed:  # before ready/ loses the day: no certificate may outlive it
-                why = f"{spec.name} {day} failed {', '.join(failed_blocking(outcomes))}"
+            if failed:  # before ready/ loses the day: no certificate may outlive it
+                why = f"{spec.name} {day} failed {', '.join(failed)}"
                 withdrawn = certificate_files.withdraw_covering(lake, instrument, day, why)
                 for moved in withdrawn:
                     log(f"Withdrew the certificate {moved.location} ({why}); kept as "

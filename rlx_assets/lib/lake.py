@@ -80,7 +80,7 @@ class Lake:
     @property
     def endpoint_url(self) -> str | None:
         """The S3-compatible server of an s3:// lake, if not AWS."""
-        return None if isinstance(self.store, LocalStore) else self.store.endpoint_url
+        return None if self.is_local else self.store.endpoint_url
 
     # --- where things are ------------------------------------------------------------------
 
@@ -238,10 +238,6 @@ class Lake:
 
     def delete(self, key: str) -> None:
         self.store.delete(key)
-
-    def unchanged(self, location: str, size: int, sha256: str, version: str) -> str | None:
-        """Why the published file at `location` is not the one recorded, or None."""
-        return self.store.unchanged(location, size, sha256, version)
 
     def check_writable(self) -> None:
         self.store.check_writable()

@@ -56,7 +56,7 @@ class Fault:
         return self.kind in (Kind.TRANSIENT, Kind.UNREACHABLE)
 
 
-def _first_line(exc: BaseException) -> str:
+def first_line(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()
     return text[0] if text else type(exc).__name__
 
@@ -88,7 +88,7 @@ def classify(exc: BaseException) -> Fault:
         return Fault(kind, reason, code, status, message)
     if type(exc).__name__ in NETWORK_NAMES or isinstance(exc, NETWORK_TYPES):
         return Fault(Kind.UNREACHABLE, f"connection failed ({exc})", message=str(exc))
-    return Fault(Kind.OTHER, f"failed ({_first_line(exc)})", message=str(exc))
+    return Fault(Kind.OTHER, f"failed ({first_line(exc)})", message=str(exc))
 
 
 def client(session=None, endpoint_url: str | None = None, anonymous: bool = False,

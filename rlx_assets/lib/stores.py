@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Protocol
 
 from rlx_assets.lib import s3
-from rlx_assets.lib.verification import verify_file
 
 
 class LakeError(Exception):
@@ -38,8 +37,7 @@ class Store(Protocol):
     def read_json(self, key: str) -> dict | None: ...
     def write_json(self, key: str, payload: object) -> None: ...
     def delete(self, key: str) -> None: ...
-    def list(self, prefix: str) -> list[str]: ...
-    def unchanged(self, location: str, size: int, sha256: str, version: str) -> str | None: ...
+    def list(self, prefix: str, recursive: bool = True) -> list[str]: ...
     def check_writable(self) -> None: ...
 
 
@@ -98,17 +96,13 @@ class LocalStore:
     def delete(self, key: str) -> None:
         (self.path / key).unlink(missing_ok=True)
 
-    def list(self, prefix: str) -> list[str]:
+    def list(self, prefix: str, recursive: bool = True) -> list[str]:
+        """The files under `prefix` (only those directly in it unless `recursive`)."""
         folder = self.path / prefix
         if not folder.is_dir():
             return []
-        return sorted(p.relative_to(self.path).as_posix() for p in folder.rglob("*")
-                      if p.is_file())
-
-    def unchanged(self, location: str, size: int, sha256: str, version: str) -> str | None:
-        """A full check (reads the file); the certificate skips files verified before, see
-        `verification`."""
-        return verify_file(Path(location), size, sha256, None).problem
+        found = folder.rglob("*") if recursive else folder.iterdir()
+        return sorted(p.relative_to(self.path).as_posix() for p in found if p.is_file())
 
     def check_writable(self) -> None:
         probe = self.path / f".write-test-{uuid.uuid4().hex}"
@@ -223,24 +217,25 @@ class S3Store:
             if not self._missing(exc):
                 raise self._error(f"delete s3://{self.bucket}/{full}", exc) from exc
 
-    def list(self, prefix: str) -> list[str]:
+    def _objects(self, prefix: str, recursive: bool = True) -> list[dict]:
         full = self._key(prefix)
-        strip = len(self._key(""))
         try:
             pages = self.client.get_paginator("list_objects_v2").paginate(
-                Bucket=self.bucket, Prefix=full)
-            return sorted(o["Key"][strip:] for page in pages for o in page.get("Contents", []))
+                Bucket=self.bucket, Prefix=full, **({} if recursive else {"Delimiter": "/"}))
+            return [o for page in pages for o in page.get("Contents", [])]
         except Exception as exc:
             raise self._error(f"list s3://{self.bucket}/{full}", exc) from exc
 
-    def unchanged(self, location: str, size: int, sha256: str, version: str) -> str | None:
-        key = location.removeprefix(f"s3://{self.bucket}/")
-        head = self._head(key)
-        if head is None:
-            return f"object {location} is gone"
-        if int(head["ContentLength"]) != size or head.get("ETag", "").strip('"') != version:
-            return f"object {location} changed since it was materialised"
-        return None
+    def list(self, prefix: str, recursive: bool = True) -> list[str]:
+        """The objects under `prefix` (only those directly in it unless `recursive`)."""
+        strip = len(self._key(""))
+        return sorted(o["Key"][strip:] for o in self._objects(prefix, recursive))
+
+    def sizes_and_etags(self, prefix: str) -> dict[str, tuple[int, str]]:
+        """{location: (size, ETag)} of every object under `prefix`, from the listing alone
+        (what a HEAD of each would say, a thousand objects per request)."""
+        return {f"s3://{self.bucket}/{o['Key']}": (int(o["Size"]), o.get("ETag", "").strip('"'))
+                for o in self._objects(prefix)}
 
     def check_writable(self) -> None:
         probe = self._key(f".write-test-{uuid.uuid4().hex}")

@@ -7,17 +7,29 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import polars as pl
+import pyarrow.parquet as pq
 
 NS = 1_000_000_000
 _UTC_NS = pl.Datetime("ns", "UTC")
 
 
+def _bounds(path: Path) -> tuple[int | None, int | None]:
+    """(min, max) received_time in ns: from the row groups' statistics in the footer when
+    every row group has them (no data read), else from one pass over the column."""
+    meta = pq.ParquetFile(path).metadata
+    column = meta.schema.names.index("received_time")
+    stats = [meta.row_group(g).column(column).statistics for g in range(meta.num_row_groups)]
+    if stats and all(s is not None and s.has_min_max for s in stats):
+        return min(s.min_raw for s in stats), max(s.max_raw for s in stats)
+    received = pl.col("received_time").cast(pl.Int64)
+    return pl.scan_parquet(path).select(received.min().alias("lo"),
+                                        received.max().alias("hi")).collect().row(0)
+
+
 def time_slices(paths: list[Path], slice_seconds: int) -> Iterator[tuple[int, int]]:
     """[lo, hi) nanosecond bounds covering every file's received_time, aligned to multiples
     of `slice_seconds` (so that a slice never straddles an hour when it divides 3600)."""
-    bounds = [pl.scan_parquet(p).select(pl.col("received_time").cast(pl.Int64).min().alias("lo"),
-                                        pl.col("received_time").cast(pl.Int64).max().alias("hi"))
-              .collect().row(0) for p in paths]
+    bounds = [_bounds(p) for p in paths]
     lows = [lo for lo, _ in bounds if lo is not None]
     if not lows:
         return

@@ -12,7 +12,7 @@ from __future__ import annotations
 import datetime as dt
 import os
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -36,6 +36,13 @@ CREDENTIAL_NAMES = {
 }
 CREDENTIAL_VARIABLES = "aws_access_key_id and aws_secret_access_key (or AWS_ACCESS_KEY_ID " \
                        "and AWS_SECRET_ACCESS_KEY)"
+
+
+def credential_variables(env: Mapping[str, str]) -> dict[str, str]:
+    """{credential field: the variable holding it} for those set (not blank) in `env`: the
+    vendor's lower-case name first, then the standard AWS one."""
+    return {field: name for field, names in CREDENTIAL_NAMES.items()
+            if (name := next((n for n in names if env.get(n, "").strip()), None))}
 
 
 class VendorError(Exception):
