@@ -163,3 +163,96 @@ def test_every_trade_outside_is_counted_once(sim, tmp_path):
     assert meta["trades_outside"] == meta["trades_compared"] == len(sim.trades)
     assert len(meta["first_outside"]) == 5
     assert meta["first_outside"][0]["time"] == format_ns(sim.trades[0][0])
+
+
+def _reference(book: Path, deltas: Path) -> dict[str, object]:
+    """The rule written out one row at a time, with no slicing or joins: replay the deltas
+    in time order (file order within a time, epochs numbered in file order), and judge each
+    snapshot level against the last delta at its side and price up to its time."""
+    d = pq.read_table(deltas)
+    times = d.column("received_time").cast("int64").to_pylist()
+    resync = d.column("origin_time").is_null().to_pylist()
+    epochs, epoch = [], 0
+    for i, r in enumerate(resync):
+        epoch += r and not (i and resync[i - 1])
+        epochs.append(epoch)
+    rows = sorted(zip(times, epochs, d.column("side_is_bid").to_pylist(),
+                      d.column("price").to_pylist(), d.column("size").to_pylist(),
+                      strict=True), key=lambda r: r[0])
+    b = pq.read_table(book)
+    known: dict[tuple[bool, float], tuple[float, int]] = {}
+    now, applied, total, compared, bad = 0, 0, 0, 0, []
+    for row, t in enumerate(b.column("received_time").cast("int64").to_pylist()):
+        while applied < len(rows) and rows[applied][0] <= t:
+            _, now, bid, price, size = rows[applied]
+            known[(bid, price)] = (size, now)
+            applied += 1
+        for side, level in [(s, i) for s in ("bid", "ask") for i in range(20)]:
+            price = b.column(f"{side}_{level}_price")[row].as_py()
+            size = b.column(f"{side}_{level}_size")[row].as_py()
+            if price is None or size is None or price != price or size != size:
+                continue
+            total += 1
+            last = known.get((side == "bid", price))
+            if last is None or last[1] != now:
+                continue
+            compared += 1
+            if abs(size - last[0]) > max(abs(size), abs(last[0])) * 1e-9 + 1e-12:
+                bad.append({"time": format_ns(t), "side": side, "level": level, "price": price,
+                            "snapshot_size": size, "delta_size": last[0]})
+    return {"levels_total": total, "levels_compared": compared,
+            "levels_agreeing": compared - len(bad), "levels_not_verifiable": total - compared,
+            "resyncs": epoch, "first_disagreements": bad[:5]}
+
+
+def _scale_prices(paths: dict[str, Path], factor: float) -> None:
+    """Every price of the book and the deltas times `factor` (equal prices stay equal)."""
+    for name in ("book", "deltas"):
+        table = pq.read_table(paths[name])
+        for i, column in enumerate(table.column_names):
+            if column.endswith("price"):
+                table = table.set_column(i, column, pc.multiply(table.column(i), factor))
+        pq.write_table(table, paths[name])
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+@pytest.mark.parametrize("slice_seconds", [1, 3600])
+@pytest.mark.parametrize("path", ["packed", "argsort", "off-grid prices"])
+def test_the_check_matches_the_rule_written_out(seed, slice_seconds, path, tmp_path,
+                                                monkeypatch):
+    """Random books with what makes the rule subtle: resyncs (one split across slices by a
+    1 s slice), dropped messages, corrupted snapshot levels, a price repeated within a
+    message, and messages sharing a receive time. Each way of ordering the rows gives the
+    same answer: packed sort keys, the argsort used when keys do not fit in an int64, and
+    prices on no decimal grid (numbered by rank)."""
+    import random
+
+    from rlx_assets.lib import book_agreement
+
+    if path == "argsort":
+        monkeypatch.setattr(book_agreement, "_KEY_BITS", 8)
+
+    rng = random.Random(seed)
+    sim = OrderBookSim(seed=seed).run(600, snapshot_every=3, resync_at=(150, 400))
+    for i in range(1, len(sim.messages)):
+        m = sim.messages[i]
+        if rng.random() < 0.1:  # same receive time as the message before
+            m.t = sim.messages[i - 1].t
+        if rng.random() < 0.05 and m.rows:  # the same price twice: the later row counts
+            bid, tick, size = m.rows[0]
+            m.rows.insert(1, (bid, tick, round(size + 1.0, 4)))
+    for snap in sim.snapshots:
+        if rng.random() < 0.2 and snap.bids:
+            tick, size = snap.bids[-1]
+            snap.bids[-1] = (tick, size + 0.25)
+    drop = frozenset(rng.sample(range(len(sim.messages)), 15))
+    paths = sim.write(tmp_path, drop=drop)
+    if path == "off-grid prices":
+        _scale_prices(paths, 1 / 3)
+        assert book_agreement._decimals(
+            pq.read_table(paths["deltas"]).column("price").to_numpy()) is None
+    got = snapshots_agree_with_deltas(paths["book"], paths["deltas"],
+                                      slice_seconds=slice_seconds).metadata
+    ref = _reference(paths["book"], paths["deltas"])
+    assert ref["levels_compared"] > 1_000 and ref["levels_agreeing"] < ref["levels_compared"]
+    assert {k: got[k] for k in ref} == ref

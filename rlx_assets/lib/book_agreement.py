@@ -11,8 +11,10 @@ shows is a disagreement; a price missing from the snapshot is not compared.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import polars as pl
 
 from rlx_assets.lib.checks import CheckOutcome
@@ -23,9 +25,10 @@ SNAPSHOTS_AGREE = "snapshots_agree_with_deltas"
 BOOK_LEVELS = 20
 FIRST_SHOWN = 5
 HOUR_NS = 3600 * NS
-_KEY = ["side_is_bid", "price"]
-_STATE = {"t": pl.Int64, "side_is_bid": pl.Boolean, "price": pl.Float64,
-          "size": pl.Float64, "epoch": pl.Int64}
+_SIDES = [(side, i) for side in ("bid", "ask") for i in range(BOOK_LEVELS)]
+_WIDTH = len(_SIDES)
+_MAX_DECIMALS = 10
+_KEY_BITS = 63  # a sort key is one int64
 
 
 def sizes_equal(a: pl.Expr, b: pl.Expr) -> pl.Expr:
@@ -33,34 +36,52 @@ def sizes_equal(a: pl.Expr, b: pl.Expr) -> pl.Expr:
     return (a - b).abs() <= pl.max_horizontal(a.abs(), b.abs()) * 1e-9 + 1e-12
 
 
-def _snapshot_levels(book: Path, lo: int, hi: int) -> pl.DataFrame:
-    """One row per present level of the slice's snapshots: t, side_is_bid, level, price, size."""
-    wide = read_slice(book, [pl.col(f"{s}_{i}_{f}") for s in ("bid", "ask")
-                             for i in range(BOOK_LEVELS) for f in ("price", "size")], lo, hi)
-    parts = [wide.select("t", pl.lit(side == "bid").alias("side_is_bid"),
-                         pl.lit(i, pl.Int32).alias("level"),
-                         pl.col(f"{side}_{i}_price").cast(pl.Float64).alias("price"),
-                         pl.col(f"{side}_{i}_size").cast(pl.Float64).alias("size"))
-             for side in ("bid", "ask") for i in range(BOOK_LEVELS)]
-    levels = pl.concat(parts).filter(pl.col("price").is_not_null() & pl.col("price").is_not_nan()
-                                     & pl.col("size").is_not_null() & pl.col("size").is_not_nan())
-    return levels.sort("t", maintain_order=True)
-
-
+@dataclass
 class _Deltas:
+    """Delta rows in time order: carried rows first, then a slice's rows."""
+
+    t: np.ndarray
+    side_is_bid: np.ndarray
+    price: np.ndarray
+    size: np.ndarray
+    epoch: np.ndarray
+
+    @classmethod
+    def empty(cls) -> _Deltas:
+        return cls(*(np.empty(0, dtype) for dtype in (np.int64, bool, np.float64, np.float64,
+                                                      np.int64)))
+
+    def take(self, index: np.ndarray) -> _Deltas:
+        return _Deltas(*(a[index] for a in (self.t, self.side_is_bid, self.price, self.size,
+                                            self.epoch)))
+
+    def after(self, carried: _Deltas, lo: int) -> _Deltas:
+        """`carried` (stamped just before the slice), then these rows, in time order (ties
+        in file order)."""
+        both = _Deltas(np.concatenate([np.full(carried.t.size, lo - 1), self.t]),
+                       *(np.concatenate([c, r]) for c, r in (
+                           (carried.side_is_bid, self.side_is_bid), (carried.price, self.price),
+                           (carried.size, self.size), (carried.epoch, self.epoch))))
+        if both.t.size and np.any(both.t[1:] < both.t[:-1]):
+            both = both.take(np.argsort(both.t, kind="stable"))
+        return both
+
+
+class _DeltaStream:
     """The delta stream read slice by slice, numbering resync epochs in file order and keeping
-    the last (side, price) state of the current epoch across slices."""
+    the last (side, price) of the current epoch across slices."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
         self.epoch = 0  # resyncs seen so far
         self.in_resync = False  # the previous slice ended inside a resync block
-        self.state = pl.DataFrame(schema=_STATE)
+        self.carried = _Deltas.empty()
 
-    def read(self, lo: int, hi: int) -> tuple[pl.DataFrame, int]:
-        """Everything known in the slice (the carried state, then the slice's rows, by time),
-        and the epoch in force when the slice starts."""
-        rows = read_slice(self.path, [pl.col("side_is_bid"), pl.col("price"), pl.col("size"),
+    def read(self, lo: int, hi: int) -> tuple[_Deltas, int]:
+        """The carried rows and the slice's, in time order, each with its epoch; and the
+        epoch in force when the slice starts."""
+        rows = read_slice(self.path, [pl.col("side_is_bid"), pl.col("price").cast(pl.Float64),
+                                      pl.col("size").cast(pl.Float64),
                                       pl.col("origin_time").is_null().alias("resync")], lo, hi)
         start_epoch = self.epoch
         block_start = pl.col("resync") & ~pl.col("resync").shift(1, fill_value=self.in_resync)
@@ -68,56 +89,194 @@ class _Deltas:
         if rows.height:
             self.epoch = int(rows["epoch"][-1])
             self.in_resync = bool(rows["resync"][-1])
-        known = pl.concat([self.state, rows.select(list(_STATE))]).sort("t", maintain_order=True)
-        self.state = (known.group_by(_KEY).agg(pl.all().last())
-                      .filter(pl.col("epoch") == self.epoch).select(list(_STATE)))
-        return known, start_epoch
+        rows = rows.drop_nulls(["side_is_bid", "price", "size"])
+        fresh = _Deltas(*(rows[c].to_numpy() for c in ("t", "side_is_bid", "price", "size",
+                                                       "epoch")))
+        return fresh.after(self.carried, lo), start_epoch
 
 
-def _compare_slice(levels: pl.DataFrame, known: pl.DataFrame, start_epoch: int) -> pl.DataFrame:
-    """Levels with `verifiable`, `delta_size` and `agree`. `now` is the epoch in force at the
-    snapshot's time (that of the last delta row up to it; carried rows are of the start epoch);
-    a level is verifiable when its last delta belongs to that epoch."""
-    epochs = known.select("t", pl.col("epoch").alias("now"))
-    levels = levels.join_asof(epochs, on="t", strategy="backward",
-                              check_sortedness=False).with_columns(pl.col("now")
-                                                                   .fill_null(start_epoch))
-    joined = levels.join_asof(known.rename({"size": "delta_size"}), on="t", by=_KEY,
-                              strategy="backward", check_sortedness=False)
-    verifiable = pl.col("epoch").is_not_null() & (pl.col("epoch") == pl.col("now"))
-    return joined.with_columns(verifiable=verifiable).with_columns(
-        agree=pl.col("verifiable") & sizes_equal(pl.col("size"), pl.col("delta_size")))
+@dataclass
+class _Levels:
+    """The present levels of a slice's snapshots. Level k of the flattened wide table is
+    snapshot k % n, column k // n (bid 0..19, then ask 0..19)."""
+
+    t: np.ndarray  # per snapshot
+    snapshot: np.ndarray  # per present level: its snapshot (row)
+    column: np.ndarray  # per present level: 0..19 bid levels, 20..39 ask levels
+    price: np.ndarray
+    size: np.ndarray
+
+    @classmethod
+    def read(cls, book: Path, lo: int, hi: int) -> _Levels:
+        wide = read_slice(book, [pl.col(f"{s}_{i}_{f}").cast(pl.Float64) for s, i in _SIDES
+                                 for f in ("price", "size")], lo, hi)
+        # column-major flattening: a view of polars' Fortran-ordered export, no copy
+        prices = wide.select(f"{s}_{i}_price" for s, i in _SIDES).to_numpy().ravel(order="F")
+        sizes = wide.select(f"{s}_{i}_size" for s, i in _SIDES).to_numpy().ravel(order="F")
+        index = np.flatnonzero(~(np.isnan(prices) | np.isnan(sizes)))  # null reads as NaN
+        column, snapshot = np.divmod(index, max(wide.height, 1))
+        return cls(wide["t"].to_numpy(), snapshot, column, prices[index], sizes[index])
+
+
+def _grid_ticks(prices: np.ndarray, decimals: int) -> np.ndarray | None:
+    """`prices` in units of 10**-decimals, or None if one is not on that grid (beyond float
+    noise) or too large to count exactly."""
+    scaled = prices * 10.0 ** decimals
+    ticks = np.rint(scaled)
+    np.subtract(scaled, ticks, out=scaled)
+    if prices.size and (np.abs(scaled, out=scaled).max() > 1e-6
+                        or max(-ticks.min(), ticks.max()) >= 2**52):
+        return None
+    return ticks
+
+
+def _decimals(prices: np.ndarray) -> int | None:
+    """The fewest decimals every price sits on, if any up to 10."""
+    return next((d for d in range(_MAX_DECIMALS + 1) if _grid_ticks(prices, d) is not None),
+                None)
+
+
+def _ticks(deltas: np.ndarray, levels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Each price as an integer from 0: in units of the coarsest decimal tick every price
+    sits on (guessed from a sample, then checked on all), else its rank among the distinct
+    prices. Equal prices get equal integers, different prices different ones."""
+    decimals = _decimals(np.concatenate([deltas[:1000], levels[:1000]]))
+    ticks = [None, None] if decimals is None else [_grid_ticks(p, decimals)
+                                                   for p in (deltas, levels)]
+    if ticks[0] is None or ticks[1] is None:
+        decimals = _decimals(np.concatenate([deltas, levels]))
+        if decimals is None:
+            ranks = np.unique(np.concatenate([deltas, levels]), return_inverse=True)[1]
+            return ranks[:deltas.size].astype(np.int64), ranks[deltas.size:].astype(np.int64)
+        ticks = [_grid_ticks(p, decimals) for p in (deltas, levels)]
+    low = min((t.min() for t in ticks if t.size), default=0.0)
+    return tuple((t - low).astype(np.int64) for t in ticks)
+
+
+def _last_delta(d_slot: np.ndarray, l_slot: np.ndarray,
+                l_before: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """For each level, the index of the last delta at its slot among the first `l_before`
+    deltas (-1 if none), and the index of the last delta at each slot.
+
+    One sort of packed int64 keys (slot, position, kind, level index): in that order a
+    level's last delta is the nearest delta before it, and each key says which row it is,
+    so no argsort is needed. Where the fields do not fit in 63 bits, the rows are ordered by
+    a stable argsort of (densely renumbered slot, position, kind) instead."""
+    n, m = d_slot.size, l_slot.size
+    pos_bits, low_bits = (n + 1).bit_length(), max(m - 1, 1).bit_length()
+    top = int(max(d_slot.max(initial=0), l_slot.max(initial=0)))
+    if top.bit_length() + pos_bits + 1 + low_bits <= _KEY_BITS:
+        shift = pos_bits + 1 + low_bits
+        keys = np.empty(n + m, dtype=np.int64)
+        d_part, l_part = keys[:n], keys[n:]
+        np.left_shift(d_slot, shift, out=d_part)
+        d_part |= np.arange(1, n + 1) << (1 + low_bits)
+        np.left_shift(l_slot, shift, out=l_part)
+        l_part |= l_before << (1 + low_bits)
+        l_part |= np.arange(m) | (1 << low_bits)
+        keys.sort()
+        is_level = ((keys >> low_bits) & 1).astype(bool)
+        d_keys, l_keys = keys[~is_level], keys[is_level]
+        d_row = ((d_keys >> (1 + low_bits)) & ((1 << pos_bits) - 1)) - 1
+        l_row = l_keys & ((1 << low_bits) - 1)
+        d_slot_sorted, l_slot_sorted = d_keys >> shift, l_keys >> shift
+    else:
+        dense = np.unique(np.concatenate([d_slot, l_slot]), return_inverse=True)[1]
+        keys = np.concatenate([(dense[:n] << (pos_bits + 1)) | (np.arange(1, n + 1) << 1),
+                               (dense[n:] << (pos_bits + 1)) | (l_before << 1) | 1])
+        order = np.argsort(keys, kind="stable")
+        is_level = order >= n
+        d_row, l_row = order[~is_level], order[is_level] - n
+        d_slot_sorted, l_slot_sorted = dense[d_row], dense[n + l_row]
+    # the nearest delta before each level in that order (deltas before it: its position less
+    # the levels before it), kept where its slot is the level's
+    nearest = np.flatnonzero(is_level) - np.arange(m) - 1
+    at = np.maximum(nearest, 0)
+    found = (nearest >= 0) & (d_slot_sorted[at] == l_slot_sorted) if n else nearest >= 0
+    last = np.full(m, -1, dtype=np.int64)
+    last[l_row] = np.where(found, d_row[at] if n else -1, -1)
+    ends = np.append(d_slot_sorted[1:] != d_slot_sorted[:-1], True) if n else np.ones(0, bool)
+    return last, d_row[ends]
+
+
+@dataclass
+class _Judged:
+    """The levels of one slice, judged (in `_Levels` order)."""
+
+    levels: _Levels
+    delta_size: np.ndarray  # NaN where no delta is known at that side and price
+    verifiable: np.ndarray
+    agree: np.ndarray
+
+
+def _compare_slice(levels: _Levels, deltas: _Deltas, start_epoch: int) -> tuple[_Judged,
+                                                                                np.ndarray]:
+    """Each level against the last delta at its side and price up to its time (`delta_size`),
+    `verifiable` when that delta belongs to the epoch in force at its time; and the index of
+    the last delta per (side, price), the state carried into the next slice."""
+    before = np.searchsorted(deltas.t, levels.t, side="right")  # deltas up to each snapshot
+    # indexed by delta + 1, so that "none" (-1) reads the first entry
+    epochs = np.concatenate([[start_epoch], deltas.epoch])
+    now = epochs[before]
+    snapshot, bid = levels.snapshot, levels.column < BOOK_LEVELS
+    d_ticks, l_ticks = _ticks(deltas.price, levels.price)
+    last, last_per_slot = _last_delta(d_ticks * 2 + deltas.side_is_bid, l_ticks * 2 + bid,
+                                      before[snapshot])
+    delta_size = np.concatenate([[np.nan], deltas.size])[last + 1]
+    verifiable = (last >= 0) & (epochs[last + 1] == now[snapshot])
+    close = np.abs(levels.size - delta_size) <= np.maximum(np.abs(levels.size),
+                                                           np.abs(delta_size)) * 1e-9 + 1e-12
+    return _Judged(levels, delta_size, verifiable, verifiable & close), last_per_slot
 
 
 def snapshots_agree_with_deltas(book: Path, deltas: Path, min_agreement: float = 0.99,
                                 slice_seconds: int = 3600) -> CheckOutcome:
-    stream = _Deltas(Path(deltas))
+    stream = _DeltaStream(Path(deltas))
     levels_total = unverifiable = 0
     hours: list[pl.DataFrame] = []
     first: list[dict[str, object]] = []
     for lo, hi in time_slices([Path(book), Path(deltas)], slice_seconds):
-        known, start_epoch = stream.read(lo, hi)
-        levels = _snapshot_levels(Path(book), lo, hi)
-        if not levels.height:
+        rows, start_epoch = stream.read(lo, hi)
+        levels = _Levels.read(Path(book), lo, hi)
+        judged, last_per_slot = _compare_slice(levels, rows, start_epoch)
+        carried = rows.take(last_per_slot)
+        stream.carried = carried.take(np.flatnonzero(carried.epoch == stream.epoch))
+        if not levels.size.size:
             continue
-        judged = _compare_slice(levels, known, start_epoch)
-        compared = judged.filter("verifiable")
-        levels_total += judged.height
-        unverifiable += judged.height - compared.height
-        hours.append(compared.group_by((pl.col("t") // HOUR_NS).alias("hour"))
-                     .agg(pl.len().alias("compared"), pl.col("agree").sum().alias("agreeing")))
+        levels_total += levels.size.size
+        unverifiable += int((~judged.verifiable).sum())
+        hours.append(_per_hour(judged))
         if len(first) < FIRST_SHOWN:
-            bad = compared.filter(~pl.col("agree")).sort(
-                ["t", "side_is_bid", "level"], descending=[False, True, False])
-            first += [_located(row) for row in bad.head(FIRST_SHOWN - len(first)).to_dicts()]
+            first += _first_disagreements(judged, FIRST_SHOWN - len(first))
     return _outcome(levels_total, unverifiable, hours, first, stream.epoch, min_agreement,
                     slice_seconds)
 
 
-def _located(row: dict) -> dict[str, object]:
-    return {"time": format_ns(row["t"]), "side": "bid" if row["side_is_bid"] else "ask",
-            "level": row["level"], "price": row["price"], "snapshot_size": row["size"],
-            "delta_size": row["delta_size"]}
+def _per_hour(judged: _Judged) -> pl.DataFrame:
+    """Levels compared and agreeing per hour: counted per snapshot, then summed by hour."""
+    snapshots = judged.levels.t.size
+    per_snapshot = {name: np.bincount(judged.levels.snapshot, weights=flags,
+                                      minlength=snapshots).astype(np.int64)
+                    for name, flags in (("compared", judged.verifiable),
+                                        ("agreeing", judged.agree))}
+    return pl.DataFrame({"hour": judged.levels.t // HOUR_NS, **per_snapshot}).group_by(
+        "hour").sum()
+
+
+def _first_disagreements(judged: _Judged, limit: int) -> list[dict[str, object]]:
+    """The first `limit` disagreements by time, bids before asks, then level."""
+    bad = np.flatnonzero(judged.verifiable & ~judged.agree)
+    levels = judged.levels
+    order = np.lexsort((levels.column[bad], levels.t[levels.snapshot[bad]]))[:limit]
+    return [_located(levels, judged, i) for i in bad[order]]
+
+
+def _located(levels: _Levels, judged: _Judged, i: int) -> dict[str, object]:
+    column = int(levels.column[i])
+    return {"time": format_ns(int(levels.t[levels.snapshot[i]])),
+            "side": "bid" if column < BOOK_LEVELS else "ask", "level": column % BOOK_LEVELS,
+            "price": float(levels.price[i]), "snapshot_size": float(levels.size[i]),
+            "delta_size": float(judged.delta_size[i])}
 
 
 def _outcome(levels_total: int, unverifiable: int, hours: list[pl.DataFrame],
