@@ -9,6 +9,7 @@ or changes an internal fails here, loudly, instead of quietly disabling a featur
 from __future__ import annotations
 
 import datetime as dt
+import uuid
 from pathlib import Path
 
 import dagster as dg
@@ -101,3 +102,56 @@ def test_batched_reads_agree_with_the_per_key_ones(instance) -> None:
         key: records.recorded_days(instance, key, days) for key in keys}
     assert {key: s.statuses for key, s in without_checks.items()} == {
         key: s.statuses for key, s in per_key.items()}
+
+
+def test_check_infos_agree_with_dagsters_method(instance) -> None:
+    """`_check_infos_by_key` reads `asset_check_executions` in one query; it must answer what
+    Dagster's `get_asset_check_partition_info` does, re-evaluations included."""
+    other = table_key(BTC, "book_delta_v2")
+    for partition, outcomes in {"2024-02-01": (True, False), "2024-02-02": (False, True),
+                                "2024-02-03": (True,)}.items():
+        for passed in outcomes:  # one run each: Dagster keeps one run-less evaluation
+            instance.report_dagster_event(run_id=str(uuid.uuid4()), dagster_event=dg.DagsterEvent(
+                event_type_value=dg.DagsterEventType.ASSET_CHECK_EVALUATION.value,
+                job_name="__ASSET_JOB", event_specific_data=dg.AssetCheckEvaluation(
+                    asset_key=other, check_name=POSITIVE_PRICES, passed=passed,
+                    partition=partition, severity=dg.AssetCheckSeverity.ERROR)))
+    keys, days = [KEY, other], [READY.isoformat(), BAD.isoformat(), NEVER.isoformat(),
+                                "2024-02-01", "2024-02-02"]
+    ours = records._check_infos_by_key(instance, keys, BLOCKING_CHECKS, days)
+    theirs: dict = {}
+    for info in instance.event_log_storage.get_asset_check_partition_info(
+            [dg.AssetCheckKey(k, c) for k in keys for c in BLOCKING_CHECKS], partition_keys=days):
+        theirs.setdefault(info.check_key.asset_key, {}).setdefault(info.partition_key, {})[
+            info.check_key.name] = records._CheckInfo(info.latest_execution_status.value,
+                                                      info.latest_check_event_storage_id)
+    assert ours == theirs
+    assert {p: c[POSITIVE_PRICES].status for p, c in ours[other].items()} == {
+        "2024-02-01": "FAILED", "2024-02-02": "SUCCEEDED"}  # 2024-02-03 was not asked for
+    assert ours[KEY][BAD.isoformat()][POSITIVE_PRICES].status == "FAILED"
+
+
+def test_decoded_records_are_cached_beside_the_instance(instance) -> None:
+    days, partitions = [READY, BAD, NEVER], daily_partitions(settings_for({}))
+    cache = Path(instance.root_directory) / "rlx_assets" / "records.sqlite3"
+    cache.unlink(missing_ok=True)
+    first = records.read_series(instance, [KEY], days, BLOCKING_CHECKS, partitions)
+    assert cache.exists()
+    assert records.read_series(instance, [KEY], days, BLOCKING_CHECKS, partitions) == first
+    # cached entries are what is read now: change one, and the reader shows the change
+    import sqlite3
+    with sqlite3.connect(cache) as db:
+        (payload,) = db.execute("SELECT metadata FROM records WHERE metadata LIKE '%\"ready\"%'"
+                                ).fetchone()
+        db.execute("UPDATE records SET metadata = ?",
+                   (payload.replace('"dagster/row_count": 3000', '"dagster/row_count": 7'),))
+    assert records.read_series(instance, [KEY], days, BLOCKING_CHECKS,
+                               partitions)[KEY].records[READY].rows == 7
+    # an entry whose timestamp is not the event's is not used; an unreadable cache is ignored
+    with sqlite3.connect(cache) as db:
+        db.execute("UPDATE records SET timestamp = timestamp + 1")
+    assert records.read_series(instance, [KEY], days, BLOCKING_CHECKS, partitions) == first
+    cache.write_bytes(b"not a database")
+    for suffix in ("-wal", "-shm"):
+        cache.with_name(cache.name + suffix).unlink(missing_ok=True)
+    assert records.read_series(instance, [KEY], days, BLOCKING_CHECKS, partitions) == first

@@ -17,21 +17,24 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import dagster as dg
+import sqlalchemy as sa
 from dagster._core.definitions.asset_checks.asset_check_evaluation import (
     AssetCheckEvaluationTargetMaterializationData,
 )
 from dagster._core.event_api import EventRecordsFilter, PartitionKeyFilter
 from dagster._core.loader import LoadingContext
-from dagster._core.storage.asset_check_execution_record import AssetCheckPartitionInfo
 from dagster._core.storage.event_log.base import AssetRecord
+from dagster._core.storage.event_log.schema import AssetCheckExecutionsTable
 from dagster._core.storage.partition_status_cache import (
     AssetStatusCacheValue,
     get_and_update_asset_status_cache_value,
 )
 
 from rlx_assets.lib.day_record import DayRecord
+from rlx_assets.lib.record_cache import RecordCache
 
 NOT_EVALUATED = "NOT EVALUATED"
 PAGE = 1000
@@ -63,7 +66,13 @@ def _latest_events(fetch, key: dg.AssetKey, partitions: Sequence[str]) -> dict[s
         cursor = page.cursor
 
 
-Infos = dict[str, dict[str, AssetCheckPartitionInfo]]  # partition -> check -> info
+@dataclass(frozen=True)
+class _CheckInfo:
+    status: str  # AssetCheckExecutionRecordStatus value: SUCCEEDED, FAILED, PLANNED...
+    storage_id: int  # of the evaluation (or planned) event
+
+
+Infos = dict[str, dict[str, _CheckInfo]]  # partition -> check -> latest execution
 
 
 def _check_infos(instance: dg.DagsterInstance, key: dg.AssetKey, checks: Sequence[str],
@@ -74,15 +83,41 @@ def _check_infos(instance: dg.DagsterInstance, key: dg.AssetKey, checks: Sequenc
 def _check_infos_by_key(instance: dg.DagsterInstance, keys: Sequence[dg.AssetKey],
                         checks: Sequence[str],
                         partitions: Sequence[str]) -> dict[dg.AssetKey, Infos]:
-    """One `get_asset_check_partition_info` call for every check of every key."""
+    """The latest execution of each (key, check, partition): what
+    `get_asset_check_partition_info` answers, in one query over every key and check.
+
+    Dagster's method runs one query per check key, each joined with the asset's latest
+    materialisation per partition (which these readers do not use): 180 queries and about
+    2.5 s for 20 instruments x 730 days. This reads the same rows of the same table
+    (`asset_check_executions`: the newest execution per partition that has an event) once;
+    `test_records.py` holds the two to the same answer."""
     out: dict[dg.AssetKey, Infos] = {}
     if not checks or not keys:
         return out
-    for info in instance.event_log_storage.get_asset_check_partition_info(
-            [dg.AssetCheckKey(key, name) for key in keys for name in checks],
-            partition_keys=list(partitions)):
-        by_partition = out.setdefault(info.check_key.asset_key, {})
-        by_partition.setdefault(info.partition_key, {})[info.check_key.name] = info
+    storage = instance.event_log_storage
+    if not hasattr(storage, "index_connection"):  # not SQL-backed: Dagster's own method
+        for info in storage.get_asset_check_partition_info(
+                [dg.AssetCheckKey(key, name) for key in keys for name in checks],
+                partition_keys=list(partitions)):
+            out.setdefault(info.check_key.asset_key, {}).setdefault(
+                info.partition_key, {})[info.check_key.name] = _CheckInfo(
+                info.latest_execution_status.value, info.latest_check_event_storage_id or 0)
+        return out
+    table = AssetCheckExecutionsTable
+    by_name = {key.to_string(): key for key in keys}
+    latest = (sa.select(sa.func.max(table.c.id))
+              .where(table.c.asset_key.in_(list(by_name)), table.c.check_name.in_(list(checks)),
+                     table.c.evaluation_event_storage_id.isnot(None))
+              .group_by(table.c.asset_key, table.c.check_name, table.c.partition))
+    query = sa.select(table.c.asset_key, table.c.check_name, table.c.partition,
+                      table.c.execution_status, table.c.evaluation_event_storage_id
+                      ).where(table.c.id.in_(latest))
+    wanted = set(partitions)
+    with storage.index_connection() as connection:
+        for asset_key, check, partition, status, storage_id in connection.execute(query):
+            if partition in wanted:
+                out.setdefault(by_name[asset_key], {}).setdefault(partition, {})[check] = \
+                    _CheckInfo(status, storage_id)
     return out
 
 
@@ -91,16 +126,14 @@ def _day_record(partition: str, latest: _Latest, infos: Infos) -> tuple[dt.date,
     (NOT EVALUATED for one evaluated only before)."""
     day = dt.date.fromisoformat(partition)
     statuses = {
-        name: info.latest_execution_status.value
-        if (info.latest_check_event_storage_id or 0) > latest.storage_id else NOT_EVALUATED
+        name: info.status if info.storage_id > latest.storage_id else NOT_EVALUATED
         for name, info in infos.get(partition, {}).items()
     }
-    return day, DayRecord.from_metadata(day, latest.metadata).with_checks(statuses)
+    return day, DayRecord.from_metadata(day, latest.metadata, statuses)
 
 
 def _statuses_of(infos: Infos) -> dict[dt.date, dict[str, str]]:
-    return {dt.date.fromisoformat(p): {name: info.latest_execution_status.value
-                                       for name, info in by_check.items()}
+    return {dt.date.fromisoformat(p): {name: info.status for name, info in by_check.items()}
             for p, by_check in infos.items()}
 
 
@@ -161,35 +194,59 @@ class _Batch(LoadingContext):
         return {key: r for key, r in zip(keys, found, strict=True) if r}
 
 
+def _record_cache(instance: dg.DagsterInstance) -> RecordCache:
+    root = getattr(instance, "root_directory", None)
+    return RecordCache(Path(root) / "rlx_assets" / "records.sqlite3" if root else None)
+
+
+def _plain(partition: str, metadata: dict[str, object]) -> dict[str, object]:
+    """What a `DayRecord` is made of, as plain JSON values (the record cache's entry)."""
+    return DayRecord.from_metadata(dt.date.fromisoformat(partition), metadata).to_metadata()
+
+
 def _latest_by_key(batch: _Batch, keys: Sequence[dg.AssetKey],
                    partitions: Sequence[str]) -> dict[dg.AssetKey, dict[str, _Latest]]:
     """The newer of the latest materialisation and the latest observation of each (key,
     partition): one index-only query per event type over all assets (no payloads), then the
-    payloads of those latest events alone, by storage id."""
+    records of those latest events from the record cache, and for the rest their payloads
+    by storage id (decoded once, then cached)."""
     storage = batch.instance.event_log_storage
     records = batch.records(keys)
     wiped = {key: r.asset_entry.asset_details.last_wipe_timestamp or 0.0
              for key, r in records.items() if r.asset_entry.asset_details}
     wanted, asked = set(partitions), set(keys)
-    newest: dict[tuple[dg.AssetKey, str], tuple[int, dg.DagsterEventType]] = {}
+    newest: dict[tuple[dg.AssetKey, str], tuple[int, dg.DagsterEventType, float]] = {}
     for event_type in (dg.DagsterEventType.ASSET_MATERIALIZATION,
                        dg.DagsterEventType.ASSET_OBSERVATION):
         for row in storage.get_asset_event_summary_records(event_type):
             series = (row.asset_key, row.partition or "")
             if (row.asset_key in asked and row.partition in wanted
                     and row.timestamp > wiped.get(row.asset_key, 0.0)
-                    and row.storage_id > newest.get(series, (-1, event_type))[0]):
-                newest[series] = (row.storage_id, event_type)
+                    and row.storage_id > newest.get(series, (-1,))[0]):
+                newest[series] = (row.storage_id, event_type, row.timestamp)
     out: dict[dg.AssetKey, dict[str, _Latest]] = {key: {} for key in keys}
-    for event_type in {event_type for _, event_type in newest.values()}:
-        ids = sorted(i for i, t in newest.values() if t == event_type)
+    cache = _record_cache(batch.instance)
+    stamps = {i: t for i, _, t in newest.values()}  # as the summary reads it (one column)
+    cached = cache.get(stamps)
+    missing: dict[dg.DagsterEventType, list[int]] = {}
+    for (key, partition), (storage_id, event_type, _) in newest.items():
+        if storage_id in cached:
+            out[key][partition] = _Latest(storage_id, cached[storage_id])
+        else:
+            missing.setdefault(event_type, []).append(storage_id)
+    decoded = []
+    for event_type, ids in missing.items():
+        ids.sort()
         for start in range(0, len(ids), IDS_PER_QUERY):
             for record in storage.get_event_records(EventRecordsFilter(
                     event_type=event_type, storage_ids=ids[start:start + IDS_PER_QUERY])):
                 event = record.asset_materialization or record.asset_observation
                 if event is not None and record.asset_key is not None and event.partition:
-                    out[record.asset_key][event.partition] = _Latest(
-                        record.storage_id, {k: v.value for k, v in event.metadata.items()})
+                    plain = _plain(event.partition,
+                                   {k: v.value for k, v in event.metadata.items()})
+                    out[record.asset_key][event.partition] = _Latest(record.storage_id, plain)
+                    decoded.append((record.storage_id, stamps[record.storage_id], plain))
+    cache.put(decoded)
     return out
 
 
@@ -210,7 +267,9 @@ def _statuses_by_key(batch: _Batch, keys: Sequence[dg.AssetKey], partitions: Seq
                 ("MATERIALIZED", cached.deserialize_materialized_partition_subsets(partitions_def)),
                 ("FAILED", cached.deserialize_failed_partition_subsets(partitions_def)),
                 ("IN_PROGRESS", cached.deserialize_in_progress_partition_subsets(partitions_def))):
-            out[key].update({p: status for p in partitions if p in subset})
+            # the subset's keys once, not a time-window lookup per partition asked for
+            keys_in = set(subset.get_partition_keys())
+            out[key].update({p: status for p in partitions if p in keys_in})
     return out
 
 

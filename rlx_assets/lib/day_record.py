@@ -85,9 +85,10 @@ class DayRecord:
         }
 
     @classmethod
-    def from_metadata(cls, day: dt.date, metadata: Mapping[str, object]) -> DayRecord:
-        """The record from metadata values (`MetadataValue.value`s); absent keys (older
-        records) read as unknown."""
+    def from_metadata(cls, day: dt.date, metadata: Mapping[str, object],
+                      checks: Mapping[str, str] | None = None) -> DayRecord:
+        """The record from metadata values (`MetadataValue.value`s), with `checks` (the
+        reader's); absent keys (older records) read as unknown."""
         m = metadata
         accepted = m.get("accepted_checks")
         return cls(
@@ -110,4 +111,5 @@ class DayRecord:
             vendor_contains_gaps=_text(m.get("vendor_contains_gaps")) or None,
             origin_time_missing=_int(m.get("origin_time_missing_rows")) or 0,
             resyncs=_int(m.get("resyncs")) or 0,
+            checks=dict(checks or {}),
         )

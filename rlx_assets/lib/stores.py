@@ -101,8 +101,12 @@ class LocalStore:
         folder = self.path / prefix
         if not folder.is_dir():
             return []
-        found = folder.rglob("*") if recursive else folder.iterdir()
-        return sorted(p.relative_to(self.path).as_posix() for p in found if p.is_file())
+        if not recursive:
+            return sorted(p.relative_to(self.path).as_posix() for p in folder.iterdir()
+                          if p.is_file())
+        root = len(str(self.path)) + 1  # os.walk: no Path object per file of a long history
+        return sorted(f"{here[root:]}/{name}".replace(os.sep, "/")
+                      for here, _, names in os.walk(folder) for name in names)
 
     def check_writable(self) -> None:
         probe = self.path / f".write-test-{uuid.uuid4().hex}"
