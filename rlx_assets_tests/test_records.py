@@ -131,6 +131,14 @@ def test_check_infos_agree_with_dagsters_method(instance) -> None:
     assert ours[KEY][BAD.isoformat()][POSITIVE_PRICES].status == "FAILED"
 
 
+def test_the_record_cache_keeps_every_field_of_a_record() -> None:
+    from rlx_assets.lib import record_cache
+
+    record = DayRecord(day=READY, zone="ready", rows=1, first_time=2, last_time=3,
+                       location="x", version="v", sha256="s", size=4)
+    assert set(record.to_metadata()) == set(record_cache._NAMES)
+
+
 def test_decoded_records_are_cached_beside_the_instance(instance) -> None:
     days, partitions = [READY, BAD, NEVER], daily_partitions(settings_for({}))
     cache = Path(instance.root_directory) / "rlx_assets" / "records.sqlite3"
@@ -141,15 +149,12 @@ def test_decoded_records_are_cached_beside_the_instance(instance) -> None:
     # cached entries are what is read now: change one, and the reader shows the change
     import sqlite3
     with sqlite3.connect(cache) as db:
-        (payload,) = db.execute("SELECT metadata FROM records WHERE metadata LIKE '%\"ready\"%'"
-                                ).fetchone()
-        db.execute("UPDATE records SET metadata = ?",
-                   (payload.replace('"dagster/row_count": 3000', '"dagster/row_count": 7'),))
+        db.execute('UPDATE day_records SET "dagster/row_count" = 7 WHERE zone = \'ready\'')
     assert records.read_series(instance, [KEY], days, BLOCKING_CHECKS,
                                partitions)[KEY].records[READY].rows == 7
     # an entry whose timestamp is not the event's is not used; an unreadable cache is ignored
     with sqlite3.connect(cache) as db:
-        db.execute("UPDATE records SET timestamp = timestamp + 1")
+        db.execute("UPDATE day_records SET timestamp = timestamp + 1")
     assert records.read_series(instance, [KEY], days, BLOCKING_CHECKS, partitions) == first
     cache.write_bytes(b"not a database")
     for suffix in ("-wal", "-shm"):

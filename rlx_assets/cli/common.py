@@ -4,6 +4,7 @@ backfill the demo, `recheck` and `accept` run (one run per instrument and day)."
 from __future__ import annotations
 
 import datetime as dt
+import json
 import os
 import time
 from pathlib import Path
@@ -11,6 +12,18 @@ from pathlib import Path
 # The commands print their own summary; failures are explained there, not as tracebacks.
 QUIET = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
+
+
+def json_text(value: object, rows_key: str | None = None) -> str:
+    """`value` as JSON with each of its rows (the list itself, or the list under `rows_key`)
+    on a line of its own: readable, and written by json's C encoder (an indented dump of
+    tens of thousands of rows takes a second in the pure-Python one)."""
+    rows = value if rows_key is None else value[rows_key]
+    listed = "[" + ",".join(f"\n {json.dumps(row)}" for row in rows) + "\n]"
+    if rows_key is None:
+        return listed + "\n"
+    head = json.dumps({k: v for k, v in value.items() if k != rows_key})
+    return f"{head[:-1]}{', ' if len(head) > 2 else ''}{json.dumps(rows_key)}: {listed}}}\n"
 
 
 def default_home() -> None:

@@ -7,14 +7,12 @@ import dataclasses
 import datetime as dt
 import sys
 
-from rlx_assets.cli.common import backfill, default_home
+from rlx_assets.cli.common import backfill, default_home, json_text
 from rlx_assets.lib.tables import TABLES
 
 
 def status(args: argparse.Namespace) -> int:
     """Print a calendar of partition states per instrument and table (or JSON)."""
-    import json
-
     import dagster as dg
 
     from rlx_assets.defs.status import certificate_states, collect_states
@@ -36,11 +34,10 @@ def status(args: argparse.Namespace) -> int:
         print(exc)
         return 1
     if args.json:
-        sys.stdout.write(json.dumps([{"instrument": s.instrument, "table": s.table,
-                           "day": s.day.isoformat(), "state": s.state,
-                           "failed_checks": list(s.failed_checks),
-                           "accepted_checks": list(s.accepted)} for s in states], indent=1)
-                         + "\n")
+        sys.stdout.write(json_text([{"instrument": s.instrument, "table": s.table,
+                                     "day": s.day.isoformat(), "state": s.state,
+                                     "failed_checks": list(s.failed_checks),
+                                     "accepted_checks": list(s.accepted)} for s in states]))
         return 0
     print(f"Window {settings.start_date}..{settings.window_end()}   {LEGEND}")
     print("\n".join(calendar(states)))

@@ -7,7 +7,7 @@ import argparse
 import contextlib
 import sys
 
-from rlx_assets.cli.common import default_home
+from rlx_assets.cli.common import default_home, json_text
 
 
 def doctor(args: argparse.Namespace) -> int:
@@ -47,8 +47,6 @@ def _settings_and_source():
 
 def inventory(args: argparse.Namespace) -> int:
     """Vendor days in the window per instrument and table, against what is materialised."""
-    import json
-
     import dagster as dg
 
     from rlx_assets.defs.inventory import collect_inventory
@@ -70,9 +68,9 @@ def inventory(args: argparse.Namespace) -> int:
         return 1
     start, end = settings.start_date, settings.window_end()
     if args.json:
-        sys.stdout.write(json.dumps({"source": str(settings.source), "start": start.isoformat(),
-                                     "end": end.isoformat(), **inv.totals(days),
-                                     "days": [d.to_json() for d in days]}, indent=1) + "\n")
+        sys.stdout.write(json_text({"source": str(settings.source), "start": start.isoformat(),
+                                    "end": end.isoformat(), **inv.totals(days),
+                                    "days": [d.to_json() for d in days]}, rows_key="days"))
         return 0
     print(f"Vendor inventory of {settings.source}, window {start}..{end}")
     print("\n".join(inv.text_lines(days)))

@@ -9,11 +9,13 @@ import dagster as dg
 
 from rlx_assets.defs.keys import CERTIFIED, certificate_key, table_key
 from rlx_assets.defs.partitions import daily_partitions
-from rlx_assets.defs.records import latest_evaluation, read_series
+from rlx_assets.defs.records import Series, latest_evaluation, read_series, recorded_days
+from rlx_assets.lib import acceptance
 from rlx_assets.lib.certificate import window_days
 from rlx_assets.lib.checks import BLOCKING_CHECKS
 from rlx_assets.lib.day_record import DayRecord
-from rlx_assets.lib.lake import QUARANTINE, READY
+from rlx_assets.lib.instruments import Instrument
+from rlx_assets.lib.lake import QUARANTINE, READY, Lake
 from rlx_assets.lib.status import PartitionState, partition_state
 from rlx_assets.lib.tables import TABLES
 from rlx_assets.settings import Settings
@@ -43,11 +45,14 @@ Recorded = dict[tuple[str, str], dict[dt.date, DayRecord]]  # (instrument, table
 def collect_states(
     instance: dg.DagsterInstance, settings: Settings, tables: list[str] | None = None
 ) -> list[PartitionState]:
-    return collect_states_and_records(instance, settings, tables)[0]
+    """The states alone (`rlx-assets status`): no day record is read, except those of the
+    days that have an acceptance in the lake (which say whether it was needed)."""
+    return collect_states_and_records(instance, settings, tables, with_records=False)[0]
 
 
 def collect_states_and_records(
-    instance: dg.DagsterInstance, settings: Settings, tables: list[str] | None = None
+    instance: dg.DagsterInstance, settings: Settings, tables: list[str] | None = None,
+    with_records: bool = True,
 ) -> tuple[list[PartitionState], Recorded]:
     """The states, and the records they were drawn from (for the inventory), every series
     read from the instance at once (`records.read_series`)."""
@@ -56,7 +61,10 @@ def collect_states_and_records(
     series = [(instrument, table) for instrument in settings.instruments
               for table in tables or list(TABLES)]
     keys = [table_key(instrument, table) for instrument, table in series]
-    read = read_series(instance, keys, days, BLOCKING_CHECKS, daily_partitions(settings))
+    read = read_series(instance, keys, days, BLOCKING_CHECKS, daily_partitions(settings),
+                       with_records=with_records)
+    if not with_records:
+        _records_of_accepted_days(instance, lake, series, keys, read)
     states, recorded = [], {}
     for (instrument, table), key in zip(series, keys, strict=True):
         status, checks, records = read[key].statuses, read[key].checks, read[key].records
@@ -71,3 +79,17 @@ def collect_states_and_records(
             states.append(PartitionState(str(instrument), table, day, state, failed,
                                          accepted=tuple(record.accepted) if record else ()))
     return states, recorded
+
+
+def _records_of_accepted_days(instance: dg.DagsterInstance, lake: Lake,
+                              series: list[tuple[Instrument, str]], keys: list[dg.AssetKey],
+                              read: dict[dg.AssetKey, Series]) -> None:
+    """Fill in the records of the days with an acceptance (active or revoked) in the lake:
+    only a record says whether a day's checks passed under one."""
+    accepted: dict[tuple[str, str], set[dt.date]] = {}
+    for a in acceptance.every(lake):
+        accepted.setdefault((a.instrument, a.table), set()).add(a.day)
+    for (instrument, table), key in zip(series, keys, strict=True):
+        days = accepted.get((str(instrument), table))
+        if days:
+            read[key].records.update(recorded_days(instance, key, sorted(days), BLOCKING_CHECKS))

@@ -5,7 +5,8 @@ A stored event never changes, but reading one back through Dagster's serdes cost
 0.3 ms (its metadata is a list of typed entries, a column schema among them). Reading every
 series of 20 instruments x 730 days x 3 tables decoded 43,800 events, about 15 s, on every
 `rlx-assets status`, inventory and new-days tick. This cache keeps, per event, only the
-plain values a `DayRecord` is made of, so each event is decoded once. An entry is keyed by
+plain values a `DayRecord` is made of (`DayRecord.to_metadata()`, one column each), so each
+event is decoded once. An entry is keyed by
 storage id and the event's timestamp: an id that storage hands out again after a wipe comes
 with another timestamp and misses.
 
@@ -23,9 +24,16 @@ from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 
 log = logging.getLogger(__name__)
-_IDS_PER_QUERY = 5000  # under SQLite's limit of bound parameters
-_SCHEMA = ("CREATE TABLE IF NOT EXISTS records (storage_id INTEGER PRIMARY KEY, "
-           "timestamp REAL NOT NULL, metadata TEXT NOT NULL)")
+# One column per metadata name, so that reading an entry back parses no JSON (lists and
+# mappings, empty on nearly every day, are stored as JSON text).
+_SCALARS = ("dagster/row_count", "first_origin_time", "last_origin_time",
+            "first_origin_time_ns", "last_origin_time_ns", "zone", "path", "version", "sha256",
+            "bytes", "vendor_object", "vendor_bytes", "vendor_sha256", "vendor_version",
+            "vendor_contains_gaps", "origin_time_missing_rows", "resyncs")
+_NESTED = ("failed_checks", "accepted_checks")
+_NAMES = _SCALARS + _NESTED
+_SCHEMA = ("CREATE TABLE IF NOT EXISTS day_records (storage_id INTEGER PRIMARY KEY, "
+           "timestamp REAL NOT NULL, " + ", ".join(f'"{name}"' for name in _NAMES) + ")")
 
 
 class RecordCache:
@@ -48,28 +56,40 @@ class RecordCache:
         whose entry has that timestamp."""
         if self.path is None or not wanted:
             return {}
-        ids = sorted(wanted)
         found: dict[int, dict[str, object]] = {}
         try:
-            with self._connect() as connection:
-                for start in range(0, len(ids), _IDS_PER_QUERY):
-                    chunk = ids[start:start + _IDS_PER_QUERY]
-                    rows = connection.execute(
-                        "SELECT storage_id, timestamp, metadata FROM records WHERE storage_id "
-                        f"IN ({','.join('?' * len(chunk))})", chunk)
-                    found.update((i, json.loads(m)) for i, t, m in rows if t == wanted[i])
+            with self._connect() as connection:  # one range scan, filtered here
+                rows = connection.execute(
+                    "SELECT * FROM day_records WHERE storage_id BETWEEN ? AND ?",
+                    (min(wanted), max(wanted)))
+                found.update((row[0], _metadata(row[2:])) for row in rows
+                             if wanted.get(row[0]) == row[1])
         except (OSError, sqlite3.Error, ValueError) as exc:
             log.debug("record cache %s unreadable (%s): decoding every event", self.path, exc)
             return {}
         return found
 
     def put(self, entries: Iterable[tuple[int, float, Mapping[str, object]]]) -> None:
-        """Store (storage id, timestamp, plain JSON-able metadata) entries."""
-        rows = [(i, t, json.dumps(m)) for i, t, m in entries]
+        """Store (storage id, timestamp, `DayRecord.to_metadata()`) entries."""
+        rows = [(i, t, *(m.get(n) for n in _SCALARS), *(json.dumps(m.get(n)) for n in _NESTED))
+                for i, t, m in entries]
         if self.path is None or not rows:
             return
         try:
             with self._connect() as connection:
-                connection.executemany("INSERT OR REPLACE INTO records VALUES (?, ?, ?)", rows)
+                connection.executemany(
+                    f"INSERT OR REPLACE INTO day_records VALUES "
+                    f"({', '.join('?' * (2 + len(_NAMES)))})", rows)
         except (OSError, sqlite3.Error) as exc:
             log.debug("record cache %s not written (%s)", self.path, exc)
+
+
+_EMPTY = {"[]": list, "{}": dict, "null": lambda: None}  # nearly every day's nested values
+
+
+def _metadata(values: tuple) -> dict[str, object]:
+    out = dict(zip(_SCALARS, values, strict=False))  # the scalars come first
+    for name, text in zip(_NESTED, values[len(_SCALARS):], strict=True):
+        empty = _EMPTY.get(text)
+        out[name] = empty() if empty else json.loads(text)
+    return out
