@@ -232,6 +232,7 @@ def vendor_listing(kind: str, vendor: Path, env: dict[str, str]) -> Iterator[dic
         yield {"kind": "local directory", "source": str(vendor)}
         return
     import boto3
+    import requests
     from moto.server import ThreadedMotoServer
 
     with socket.socket() as probe:
@@ -242,6 +243,9 @@ def vendor_listing(kind: str, vendor: Path, env: dict[str, str]) -> Iterator[dic
     server.start()
     try:
         endpoint = f"http://127.0.0.1:{port}"
+        # moto's backends live in this process: a server started for an earlier size holds
+        # that size's bucket
+        requests.post(f"{endpoint}/moto-api/reset", timeout=10).raise_for_status()
         bucket, prefix = "qnt.data", "market-data/cryptofeed"
         client = boto3.client("s3", endpoint_url=endpoint, region_name="eu-west-1",
                               aws_access_key_id="testing", aws_secret_access_key="testing")

@@ -141,6 +141,34 @@ def test_the_vendor_source_gets_its_clients_from_the_factory(vendor_bucket: Vend
     assert made and all(c.meta.config.signature_version is botocore.UNSIGNED for c in made)
 
 
+def test_listings_run_together_on_one_client(vendor_bucket: VendorBucket, made: list) -> None:
+    """`list_many` (the inventory, the new-days sensor) lists every series at once, each
+    answer the one `list_days` gives alone, on one client; a series that cannot be listed
+    gives its error in its place."""
+    from rlx_assets.lib.instruments import Instrument
+    from rlx_assets.lib.vendor import VendorError, list_many
+
+    for day in (DAY, DAY + dt.timedelta(days=1)):
+        vendor_bucket.publish("trades", day)
+    vendor_bucket.publish("book", DAY)
+    source = S3Source(bucket="qnt.data", prefix="market-data/cryptofeed", listing="s3",
+                      session_factory=lambda: boto3.Session(
+                          aws_access_key_id=FAKE_KEY_ID, aws_secret_access_key=FAKE_SECRET,
+                          region_name="eu-west-1"))
+    eth = Instrument.parse("BINANCE:ETH-USDT")
+    series = [(BTC, "trades"), (BTC, "book"), (BTC, "book_delta_v2"), (eth, "trades")]
+    end = DAY + dt.timedelta(days=5)
+    listed = list_many(source, series, DAY, end)
+    assert len(made) == 1
+    assert listed == {(i, t): source.list_days(t, i, DAY, end) for i, t in series}
+    assert sorted(listed[(BTC, "trades")]) == [DAY, DAY + dt.timedelta(days=1)]
+    assert listed[(eth, "trades")] == {}
+    broken = replace(source, bucket="no-such-bucket")
+    errors = list_many(broken, series, DAY, end).values()
+    assert all(isinstance(v, VendorError) and "does not exist" in str(v)
+               and "CRYPTO_LAKE_SOURCE" in str(v) for v in errors)
+
+
 def test_the_lake_store_gets_its_client_from_the_factory(vendor_bucket: VendorBucket,
                                                          made: list,
                                                          monkeypatch: pytest.MonkeyPatch) -> None:

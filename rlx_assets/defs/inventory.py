@@ -12,7 +12,7 @@ from rlx_assets.defs.resources import CryptoLakeResource
 from rlx_assets.defs.status import collect_states_and_records
 from rlx_assets.lib import inventory as inv
 from rlx_assets.lib.tables import TABLES
-from rlx_assets.lib.vendor import VendorError, VendorSource
+from rlx_assets.lib.vendor import VendorError, VendorSource, list_many
 from rlx_assets.settings import Settings, credential_values
 
 INVENTORY_KEY = dg.AssetKey("vendor_inventory")
@@ -29,10 +29,13 @@ def collect_inventory(
     """One vendor listing per (instrument, table) over RLX_START_DATE..window end, joined
     with the states and the records they were drawn from (read once)."""
     tables = tables or list(TABLES)
-    start, end = settings.start_date, settings.window_end()
-    vendor = {(str(instrument), table): source.list_days(table, instrument, start, end,
-                                                         sizes=sizes)
-              for instrument in settings.instruments for table in tables}
+    series = [(instrument, table) for instrument in settings.instruments for table in tables]
+    vendor = {}
+    for (instrument, table), listed in list_many(source, series, settings.start_date,
+                                                 settings.window_end(), sizes=sizes).items():
+        if isinstance(listed, VendorError):
+            raise listed
+        vendor[(str(instrument), table)] = listed
     states, recorded = collect_states_and_records(instance, settings, tables)
     return inv.build_inventory(states, vendor, recorded)
 

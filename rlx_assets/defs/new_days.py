@@ -18,7 +18,7 @@ from rlx_assets.defs.resources import CryptoLakeResource
 from rlx_assets.lib import new_days
 from rlx_assets.lib.certificate import window_days
 from rlx_assets.lib.tables import TABLES
-from rlx_assets.lib.vendor import VendorError, VendorSource
+from rlx_assets.lib.vendor import VendorError, VendorSource, list_many
 from rlx_assets.settings import Settings
 
 SENSOR_NAME = "new_vendor_days"
@@ -38,13 +38,13 @@ def new_days_tick(context: dg.SensorEvaluationContext, settings: Settings,
     errors: list[VendorError] = []
     keys = {(i, t): table_key(i, t) for i in settings.instruments for t in TABLES}
     series = read_series(context.instance, list(keys.values()), days, (), partitions)
+    listings = list_many(source, list(keys), start, end)
     for (instrument, table), key in keys.items():
         asset = key.to_user_string()
-        try:
-            vendor = source.list_days(table, instrument, start, end)
-        except VendorError as exc:
-            context.log.warning(f"Listing {table} {instrument} failed: {exc}")
-            errors.append(exc)
+        vendor = listings[(instrument, table)]
+        if isinstance(vendor, VendorError):
+            context.log.warning(f"Listing {table} {instrument} failed: {vendor}")
+            errors.append(vendor)
             continue
         recorded = series[key].records
         in_flight = {d for d, s in series[key].statuses.items() if s == "IN_PROGRESS"}

@@ -115,6 +115,26 @@ class VendorSource(Protocol):
         ...
 
 
+LISTING_THREADS = 8  # listings at once: each is a round trip (or a few) to the vendor
+Listed = dict[dt.date, VendorObject]
+
+
+def list_many(source: VendorSource, series: list[tuple[Instrument, str]], start: dt.date,
+              end: dt.date, sizes: bool = True) -> dict[tuple[Instrument, str],
+                                                        Listed | VendorError]:
+    """`list_days` of each (instrument, table), up to the source's `listing_threads` at once
+    (20 instruments x 3 tables one after another spend seconds waiting on the network); a
+    listing that fails gives its `VendorError` in place of the days."""
+    def one(pair: tuple[Instrument, str]) -> Listed | VendorError:
+        try:
+            return source.list_days(pair[1], pair[0], start, end, sizes=sizes)
+        except VendorError as exc:
+            return exc
+
+    with ThreadPoolExecutor(getattr(source, "listing_threads", LISTING_THREADS)) as pool:
+        return dict(zip(series, pool.map(one, series), strict=True))
+
+
 def file_missing(table: str, instrument: Instrument, day: dt.date,
                  where: str) -> VendorFileMissing:
     return VendorFileMissing(
@@ -145,6 +165,9 @@ def translate_errors(where: str) -> Iterator[None]:
         if fault.retriable:
             # No "retrying" here: the same text ends the final failure after the last retry.
             raise TransientVendorError(f"{where} {fault.reason}") from exc
+        if fault.kind in (s3.Kind.NO_BUCKET, s3.Kind.WRONG_REGION):
+            raise VendorError(f"{where} {fault.reason}; check the bucket in "
+                              "CRYPTO_LAKE_SOURCE and the region (AWS_DEFAULT_REGION).") from exc
         raise
 
 

@@ -5,11 +5,12 @@ lakeapi-specific is in `lib.lakeapi_access`."""
 from __future__ import annotations
 
 import datetime as dt
+import threading
 import urllib.parse
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
 
@@ -21,6 +22,7 @@ from rlx_assets.lib.instruments import (
     listed_instrument,
 )
 from rlx_assets.lib.vendor import (
+    LISTING_THREADS,
     VendorError,
     VendorObject,
     day_in,
@@ -63,6 +65,12 @@ class S3Source:
     anonymous: bool = False
     cache_dir: Path | None = None  # lakeapi's .lake_cache goes here; default ~/.cache/rlx_assets
     max_attempts: int = 5
+    # One client per attempts setting, made once (a session and client cost ~60 ms; clients
+    # are thread-safe, sessions are not, hence the lock)
+    _clients: dict[int, object] = field(default_factory=dict, init=False, repr=False,
+                                        compare=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False,
+                                  compare=False)
 
     @property
     def description(self) -> str:
@@ -73,9 +81,19 @@ class S3Source:
         """`bucket/prefix`, as lakeapi names a bucket."""
         return f"{self.bucket}/{self.prefix}".rstrip("/")
 
+    @property
+    def listing_threads(self) -> int:
+        """How many listings may run at once: lakeapi keeps its listing cache in files, so
+        its listings run one at a time."""
+        return 1 if self.listing == "lakeapi" else LISTING_THREADS
+
     def _client(self, attempts: int | None = None):
-        return s3.client(self.session_factory(), anonymous=self.anonymous,
-                         attempts=attempts or self.max_attempts)
+        attempts = attempts or self.max_attempts
+        with self._lock:
+            if attempts not in self._clients:
+                self._clients[attempts] = s3.client(self.session_factory(),
+                                                    anonymous=self.anonymous, attempts=attempts)
+            return self._clients[attempts]
 
     def _key(self, relative: str) -> str:
         return f"{self.prefix}/{relative}" if self.prefix else relative
