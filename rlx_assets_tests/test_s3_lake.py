@@ -264,4 +264,5 @@ def test_status_on_an_unreachable_lake_is_one_sentence(
     monkeypatch.setenv("RLX_END_DATE", "2024-01-02")
     assert cli.main(["status"]) == 1
     out = capsys.readouterr().out.strip()
-    assert out.startswith("Cannot list s3://some-lake/prefix/ready/trades/") and "\n" not in out
+    # the first listing status makes (the lake's acceptances) fails, in one sentence
+    assert out.startswith("Cannot list s3://some-lake/prefix/acceptances/") and "\n" not in out

@@ -36,17 +36,19 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from rlx_assets.lib.demo_faults import WHOLE_FILE_FAULTS, Fault, apply_fault
-from rlx_assets.lib.demo_habits import FLUSH_ROWS, VENDOR, Habits
+from rlx_assets.lib.demo_habits import (  # noqa: F401 (DEMO_ROWS, FULL_ROWS: here too)
+    DEMO_ROWS,
+    FLUSH_ROWS,
+    FULL_ROWS,
+    VENDOR,
+    Habits,
+)
 from rlx_assets.lib.demo_rows import CHUNK_ROWS, day_tables
 from rlx_assets.lib.instruments import Instrument
 from rlx_assets.lib.tables import TABLES
 
 VENDOR_FILENAME = "1.snappy.parquet"
 VENDOR_PREFIX = "market-data/cryptofeed"
-
-# Rows per day: small enough for a demo in seconds, and the full-scale day of the benchmarks.
-DEMO_ROWS = {"trades": 40_000, "book": 17_280, "book_delta_v2": 200_000}
-FULL_ROWS = {"trades": 2_000_000, "book": 864_000, "book_delta_v2": 30_000_000}
 
 
 def vendor_relpath(table: str, instrument: Instrument, day: dt.date) -> str:

@@ -25,3 +25,7 @@ class Habits:
 
 VENDOR = Habits()  # every habit of the vendor's writer: the default
 IDEAL = Habits(previous_day_rows=0, resyncs=False)  # the idealised vendor of old tests
+
+# Rows per day: small enough for a demo in seconds, and the full-scale day of the benchmarks.
+DEMO_ROWS = {"trades": 40_000, "book": 17_280, "book_delta_v2": 200_000}
+FULL_ROWS = {"trades": 2_000_000, "book": 864_000, "book_delta_v2": 30_000_000}
