@@ -9,7 +9,11 @@ the trailing days of the row-count check and the alerts all read through here.
 
 Every use of Dagster internals (`dagster._core...`, `event_log_storage` methods) is in this
 module, behind functions named for what they answer; `test_records.py` fails loudly if a
-Dagster upgrade moves them.
+Dagster upgrade moves them. Two answers are read straight from Dagster's own tables (with
+SQLAlchemy, as its SQL storages do), because its methods ask once per key and decode what
+is not needed: the latest check execution per partition (`asset_check_executions`) and the
+latest event id per partition (`event_logs`); `test_records.py` holds both to Dagster's own
+methods. Decoded day records are kept in the record cache (`lib/record_cache.py`).
 """
 
 from __future__ import annotations
@@ -98,14 +102,6 @@ def _check_infos_by_key(instance: dg.DagsterInstance, keys: Sequence[dg.AssetKey
     if not checks or not keys:
         return out
     storage = instance.event_log_storage
-    if not hasattr(storage, "index_connection"):  # not SQL-backed: Dagster's own method
-        for info in storage.get_asset_check_partition_info(
-                [dg.AssetCheckKey(key, name) for key in keys for name in checks],
-                partition_keys=list(partitions)):
-            out.setdefault(info.check_key.asset_key, {}).setdefault(
-                info.partition_key, {})[info.check_key.name] = _CheckInfo(
-                info.latest_execution_status.value, info.latest_check_event_storage_id or 0)
-        return out
     table = AssetCheckExecutionsTable
     by_name = {key.to_string(): key for key in keys}
     query = (sa.select(table.c.asset_key, table.c.check_name, table.c.partition,
