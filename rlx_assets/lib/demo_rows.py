@@ -164,14 +164,22 @@ def _insert_resync(stream: _Stream, chunk: pa.Table, at: int, snapshot: dict[str
                              chunk.slice(at)])
 
 
+def _message_sizes(rng: np.random.Generator, rows: int) -> np.ndarray:
+    """Rows per message, 1-6 each, adding up to `rows`."""
+    if rows <= 0:
+        return np.zeros(0, dtype=np.int64)
+    sizes = rng.integers(1, 7, rows)
+    sizes = sizes[: int(np.searchsorted(np.cumsum(sizes), rows)) + 1]
+    sizes[-1] -= int(sizes.sum()) - rows
+    return sizes[sizes > 0]
+
+
 def _deltas(stream: _Stream, ts: np.ndarray) -> pa.Table:
     """L2 updates: one exchange message becomes 1-6 rows sharing its time, receipt time and
     final update id, bids before asks; a resync is a REST snapshot of 2 x SNAPSHOT_LEVELS
     rows with exchange time 0 and an update id ahead of the stream's."""
     n, rng = len(ts), stream.rng
-    sizes = rng.integers(1, 7, n)
-    sizes = sizes[: int(np.searchsorted(np.cumsum(sizes), n)) + 1]
-    sizes[-1] -= int(sizes.sum()) - n
+    sizes = _message_sizes(rng, n)
     message = np.repeat(np.arange(len(sizes)), sizes)
     is_bid = rng.random(n) < 0.5
     order = np.lexsort((~is_bid, message))  # within a message, bids first
@@ -239,8 +247,7 @@ def _messages_before(book: _DayBook, rng: np.random.Generator, k: np.ndarray) ->
     return lo + (rng.random(len(k)) * (hi - lo)).astype(np.int64)
 
 
-def _deltas_from_book(stream: _Stream, book: _DayBook, rows: int,
-                      habits: Habits) -> list[pa.Table] | None:
+def _deltas_from_book(stream: _Stream, book: _DayBook, rows: int) -> list[pa.Table] | None:
     """The day's deltas drawn from its book (see `demo_book`): the previous day's rows, then
     the day proper with its resyncs; None if `rows` cannot hold the book's changes."""
     rng, first = stream.rng, book.first
@@ -251,10 +258,7 @@ def _deltas_from_book(stream: _Stream, book: _DayBook, rows: int,
     if filler < 0:
         return None
     # filler messages of 1-6 rows on levels no snapshot around them shows
-    sizes = rng.integers(1, 7, filler)
-    sizes = sizes[: int(np.searchsorted(np.cumsum(sizes), filler)) + 1]
-    sizes[-1] -= int(sizes.sum()) - filler
-    sizes = sizes[sizes > 0]
+    sizes = _message_sizes(rng, filler)
     fill_k = np.repeat(rng.integers(first + 1, len(book.received), len(sizes)), sizes)
     fill_bid = rng.random(filler) < 0.5
     depth = rng.integers(*demo_book.DEEP, filler)
@@ -262,7 +266,7 @@ def _deltas_from_book(stream: _Stream, book: _DayBook, rows: int,
     fill_tick = mid[fill_k] + np.where(fill_bid, -depth, depth)
     fill_size = np.where(rng.random(filler) < 0.2, 0.0,
                          np.round(rng.lognormal(-1.0, 1.2, filler), 5) + 1e-5)
-    # one message per snapshot's changes, one per filler group; ordered by receive time
+    # one message per snapshot's changes, one per filler group
     change_msg = np.unique(k, return_inverse=True)[1]
     fill_msg = np.repeat(np.arange(len(sizes)), sizes) + (change_msg.max(initial=-1) + 1)
     msg_of = np.concatenate([change_msg, fill_msg])
@@ -290,8 +294,9 @@ def _deltas_from_book(stream: _Stream, book: _DayBook, rows: int,
     stream.sequence = int(sequence[-1])
     starts = np.flatnonzero(new_msg)
     for wanted in reversed(stream.resyncs_in(rows)):
-        # right after the message of the snapshot nearest the wanted row: the book then
-        # shows exactly that snapshot's levels
+        # at a message start near the wanted row, writing the levels of the snapshot the
+        # message before it leads to (whether that snapshot's own changes come before or
+        # after the resync, the book ends at those levels)
         at_msg = min(len(starts) - 1, int(np.searchsorted(starts, wanted)) + 1)
         at = int(starts[at_msg])
         snap = int(msg_k[msg_of[at - 1]]) if at else first
@@ -356,8 +361,7 @@ def day_tables(
     if drawn:  # at the demo's size, from the day's book (see `demo_book`)
         stream.book = _DayBook(instrument, day, habits)
         if table == "book_delta_v2":
-            chunks = _deltas_from_book(stream, stream.book, rows + count * SNAPSHOT_ROWS[table],
-                                       habits)
+            chunks = _deltas_from_book(stream, stream.book, rows + count * SNAPSHOT_ROWS[table])
             if chunks is not None:
                 yield from chunks
                 return
