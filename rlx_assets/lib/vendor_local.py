@@ -36,6 +36,9 @@ class LocalSource:
     """A directory in the vendor layout (the demo lake, or a mirror of the bucket)."""
 
     root: Path
+    # Listing a directory is Python work, not waiting: threads would only contend for the
+    # GIL (measured at 20 instruments x 730 days: 1.2-1.4 s with 8, 0.63-0.67 s with one).
+    listing_threads = 1
 
     @property
     def description(self) -> str:
