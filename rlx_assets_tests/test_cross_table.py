@@ -223,8 +223,8 @@ def test_the_check_matches_the_rule_written_out(seed, slice_seconds, path, tmp_p
     """Random books with what makes the rule subtle: resyncs (one split across slices by a
     1 s slice), dropped messages, corrupted snapshot levels, a price repeated within a
     message, and messages sharing a receive time. Each way of ordering the rows gives the
-    same answer: packed sort keys, the argsort used when keys do not fit in an int64, and
-    prices on no decimal grid (numbered by rank)."""
+    same answer: packed sort keys, dense slot numbers and the argsort used when keys do not
+    fit in an int64, and prices on no decimal grid (numbered by rank)."""
     import random
 
     from rlx_assets.lib import book_agreement

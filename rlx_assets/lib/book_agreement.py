@@ -11,6 +11,7 @@ shows is a disagreement; a price missing from the snapshot is not compared.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,6 +20,7 @@ import polars as pl
 
 from rlx_assets.lib.checks import CheckOutcome
 from rlx_assets.lib.continuity import format_ns
+from rlx_assets.lib.read_ahead import read_ahead
 from rlx_assets.lib.time_slices import NS, read_slice, time_slices
 
 SNAPSHOTS_AGREE = "snapshots_agree_with_deltas"
@@ -67,34 +69,6 @@ class _Deltas:
         return both
 
 
-class _DeltaStream:
-    """The delta stream read slice by slice, numbering resync epochs in file order and keeping
-    the last (side, price) of the current epoch across slices."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.epoch = 0  # resyncs seen so far
-        self.in_resync = False  # the previous slice ended inside a resync block
-        self.carried = _Deltas.empty()
-
-    def read(self, lo: int, hi: int) -> tuple[_Deltas, int]:
-        """The carried rows and the slice's, in time order, each with its epoch; and the
-        epoch in force when the slice starts."""
-        rows = read_slice(self.path, [pl.col("side_is_bid"), pl.col("price").cast(pl.Float64),
-                                      pl.col("size").cast(pl.Float64),
-                                      pl.col("origin_time").is_null().alias("resync")], lo, hi)
-        start_epoch = self.epoch
-        block_start = pl.col("resync") & ~pl.col("resync").shift(1, fill_value=self.in_resync)
-        rows = rows.with_columns(epoch=block_start.cum_sum().cast(pl.Int64) + start_epoch)
-        if rows.height:
-            self.epoch = int(rows["epoch"][-1])
-            self.in_resync = bool(rows["resync"][-1])
-        rows = rows.drop_nulls(["side_is_bid", "price", "size"])
-        fresh = _Deltas(*(rows[c].to_numpy() for c in ("t", "side_is_bid", "price", "size",
-                                                       "epoch")))
-        return fresh.after(self.carried, lo), start_epoch
-
-
 @dataclass
 class _Levels:
     """The present levels of a slice's snapshots. Level k of the flattened wide table is
@@ -116,6 +90,56 @@ class _Levels:
         index = np.flatnonzero(~(np.isnan(prices) | np.isnan(sizes)))  # null reads as NaN
         column, snapshot = np.divmod(index, max(wide.height, 1))
         return cls(wide["t"].to_numpy(), snapshot, column, prices[index], sizes[index])
+
+
+@dataclass
+class _Slice:
+    """One slice's delta rows (time order) and book levels, with the resync epochs in force
+    when the slice starts and when it ends."""
+
+    lo: int
+    deltas: _Deltas
+    levels: _Levels
+    start_epoch: int
+    end_epoch: int
+
+
+class _DeltaStream:
+    """The delta stream read slice by slice, numbering resync epochs in file order."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.epoch = 0  # resyncs seen so far
+        self.in_resync = False  # the previous slice ended inside a resync block
+
+    def read(self, lo: int, hi: int) -> tuple[_Deltas, int, int]:
+        """The slice's rows in file order, each with its epoch; and the epochs in force when
+        the slice starts and when it ends."""
+        rows = read_slice(self.path, [pl.col("side_is_bid"), pl.col("price").cast(pl.Float64),
+                                      pl.col("size").cast(pl.Float64),
+                                      pl.col("origin_time").is_null().alias("resync")], lo, hi)
+        start_epoch = self.epoch
+        block_start = pl.col("resync") & ~pl.col("resync").shift(1, fill_value=self.in_resync)
+        rows = rows.with_columns(epoch=block_start.cum_sum().cast(pl.Int64) + start_epoch)
+        if rows.height:
+            self.epoch = int(rows["epoch"][-1])
+            self.in_resync = bool(rows["resync"][-1])
+        rows = rows.drop_nulls(["side_is_bid", "price", "size"])
+        fresh = _Deltas(*(rows[c].to_numpy() for c in ("t", "side_is_bid", "price", "size",
+                                                       "epoch")))
+        return fresh, start_epoch, self.epoch
+
+
+def _slices(book: Path, deltas: Path, slice_seconds: int) -> Iterator[_Slice]:
+    """Both files slice by slice, the next slice read while the caller judges this one."""
+    stream = _DeltaStream(deltas)
+
+    def read(bounds: tuple[int, int]) -> _Slice:
+        lo, hi = bounds
+        rows, start_epoch, end_epoch = stream.read(lo, hi)
+        return _Slice(lo, rows, _Levels.read(book, lo, hi), start_epoch, end_epoch)
+
+    return read_ahead(read, time_slices([book, deltas], slice_seconds))
 
 
 def _grid_ticks(prices: np.ndarray, decimals: int) -> np.ndarray | None:
@@ -153,50 +177,50 @@ def _ticks(deltas: np.ndarray, levels: np.ndarray) -> tuple[np.ndarray, np.ndarr
     return tuple((t - low).astype(np.int64) for t in ticks)
 
 
+def _sorted_with_order(key: np.ndarray, key_bits: int) -> tuple[np.ndarray, np.ndarray]:
+    """`key` (non-negative, under 2**key_bits) sorted, and the permutation that sorts it:
+    one sort of the key packed with its index where both fit in 63 bits (numpy sorts int64
+    several times faster than it argsorts), else a stable argsort."""
+    index_bits = max(key.size - 1, 1).bit_length()
+    if key_bits + index_bits <= _KEY_BITS:
+        packed = key << index_bits
+        packed |= np.arange(key.size)
+        packed.sort()
+        return packed >> index_bits, packed & ((1 << index_bits) - 1)
+    order = np.argsort(key, kind="stable")
+    return key[order], order
+
+
 def _last_delta(d_slot: np.ndarray, l_slot: np.ndarray,
                 l_before: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """For each level, the index of the last delta at its slot among the first `l_before`
     deltas (-1 if none), and the index of the last delta at each slot.
 
-    One sort of packed int64 keys (slot, position, kind, level index): in that order a
-    level's last delta is the nearest delta before it, and each key says which row it is,
-    so no argsort is needed. Where the fields do not fit in 63 bits, the rows are ordered by
-    a stable argsort of (densely renumbered slot, position, kind) instead."""
+    Deltas are sorted by int64 keys (slot, position from 1), levels by (slot, deltas up to
+    it): a level's last delta is the one just before where its key enters the deltas' order
+    (one search of sorted keys), kept where its slot is the level's. Slots too large to pack
+    beside a position are renumbered densely first."""
     n, m = d_slot.size, l_slot.size
-    pos_bits, low_bits = (n + 1).bit_length(), max(m - 1, 1).bit_length()
-    top = int(max(d_slot.max(initial=0), l_slot.max(initial=0)))
-    if top.bit_length() + pos_bits + 1 + low_bits <= _KEY_BITS:
-        shift = pos_bits + 1 + low_bits
-        keys = np.empty(n + m, dtype=np.int64)
-        d_part, l_part = keys[:n], keys[n:]
-        np.left_shift(d_slot, shift, out=d_part)
-        d_part |= np.arange(1, n + 1) << (1 + low_bits)
-        np.left_shift(l_slot, shift, out=l_part)
-        l_part |= l_before << (1 + low_bits)
-        l_part |= np.arange(m) | (1 << low_bits)
-        keys.sort()
-        is_level = ((keys >> low_bits) & 1).astype(bool)
-        d_keys, l_keys = keys[~is_level], keys[is_level]
-        d_row = ((d_keys >> (1 + low_bits)) & ((1 << pos_bits) - 1)) - 1
-        l_row = l_keys & ((1 << low_bits) - 1)
-        d_slot_sorted, l_slot_sorted = d_keys >> shift, l_keys >> shift
-    else:
+    if not n:
+        return np.full(m, -1, dtype=np.int64), np.empty(0, dtype=np.int64)
+    pos_bits = (n + 1).bit_length()
+    top = int(max(d_slot.max(), l_slot.max(initial=0)))
+    if top.bit_length() + pos_bits > _KEY_BITS:
         dense = np.unique(np.concatenate([d_slot, l_slot]), return_inverse=True)[1]
-        keys = np.concatenate([(dense[:n] << (pos_bits + 1)) | (np.arange(1, n + 1) << 1),
-                               (dense[n:] << (pos_bits + 1)) | (l_before << 1) | 1])
-        order = np.argsort(keys, kind="stable")
-        is_level = order >= n
-        d_row, l_row = order[~is_level], order[is_level] - n
-        d_slot_sorted, l_slot_sorted = dense[d_row], dense[n + l_row]
-    # the nearest delta before each level in that order (deltas before it: its position less
-    # the levels before it), kept where its slot is the level's
-    nearest = np.flatnonzero(is_level) - np.arange(m) - 1
-    at = np.maximum(nearest, 0)
-    found = (nearest >= 0) & (d_slot_sorted[at] == l_slot_sorted) if n else nearest >= 0
-    last = np.full(m, -1, dtype=np.int64)
-    last[l_row] = np.where(found, d_row[at] if n else -1, -1)
-    ends = np.append(d_slot_sorted[1:] != d_slot_sorted[:-1], True) if n else np.ones(0, bool)
-    return last, d_row[ends]
+        d_slot, l_slot, top = dense[:n], dense[n:], int(dense.max())
+    key_bits, mask = top.bit_length() + pos_bits, (1 << pos_bits) - 1
+    d_keys = d_slot << pos_bits
+    d_keys |= np.arange(1, n + 1)
+    d_keys.sort()
+    l_keys, l_order = _sorted_with_order((l_slot << pos_bits) | l_before, key_bits)
+    at = np.searchsorted(d_keys, l_keys, side="right") - 1
+    hit = d_keys[np.maximum(at, 0)]
+    found = (at >= 0) & ((hit >> pos_bits) == (l_keys >> pos_bits))
+    last = np.empty(m, dtype=np.int64)
+    last[l_order] = np.where(found, (hit & mask) - 1, -1)
+    d_sorted_slot = d_keys >> pos_bits
+    ends = np.append(d_sorted_slot[1:] != d_sorted_slot[:-1], True)
+    return last, (d_keys[ends] & mask) - 1
 
 
 @dataclass
@@ -231,24 +255,24 @@ def _compare_slice(levels: _Levels, deltas: _Deltas, start_epoch: int) -> tuple[
 
 def snapshots_agree_with_deltas(book: Path, deltas: Path, min_agreement: float = 0.99,
                                 slice_seconds: int = 3600) -> CheckOutcome:
-    stream = _DeltaStream(Path(deltas))
-    levels_total = unverifiable = 0
+    levels_total = unverifiable = resyncs = 0
     hours: list[pl.DataFrame] = []
     first: list[dict[str, object]] = []
-    for lo, hi in time_slices([Path(book), Path(deltas)], slice_seconds):
-        rows, start_epoch = stream.read(lo, hi)
-        levels = _Levels.read(Path(book), lo, hi)
-        judged, last_per_slot = _compare_slice(levels, rows, start_epoch)
+    carried = _Deltas.empty()  # the last delta per (side, price) of the epoch in force
+    for piece in _slices(Path(book), Path(deltas), slice_seconds):
+        rows = piece.deltas.after(carried, piece.lo)
+        judged, last_per_slot = _compare_slice(piece.levels, rows, piece.start_epoch)
         carried = rows.take(last_per_slot)
-        stream.carried = carried.take(np.flatnonzero(carried.epoch == stream.epoch))
-        if not levels.size.size:
+        carried = carried.take(np.flatnonzero(carried.epoch == piece.end_epoch))
+        resyncs = piece.end_epoch
+        if not piece.levels.size.size:
             continue
-        levels_total += levels.size.size
+        levels_total += piece.levels.size.size
         unverifiable += int((~judged.verifiable).sum())
         hours.append(_per_hour(judged))
         if len(first) < FIRST_SHOWN:
             first += _first_disagreements(judged, FIRST_SHOWN - len(first))
-    return _outcome(levels_total, unverifiable, hours, first, stream.epoch, min_agreement,
+    return _outcome(levels_total, unverifiable, hours, first, resyncs, min_agreement,
                     slice_seconds)
 
 

@@ -27,6 +27,7 @@ import pyarrow.parquet as pq
 
 from rlx_assets.lib.checks import CheckOutcome
 from rlx_assets.lib.continuity import format_ns
+from rlx_assets.lib.read_ahead import read_ahead
 
 DELTA_STREAM = "delta_stream_complete"
 BATCH_ROWS = 1_250_000  # about an hour of a busy BTC-USDT day
@@ -38,19 +39,24 @@ CANNOT_INFER = ("The file carries each message's final update id only (not its f
 
 def _batches(deltas: Path, rows_per_batch: int) -> Iterator[pl.DataFrame]:
     """The file in order, whole row groups of about `rows_per_batch` rows at a time: t,
-    seq, resync. (The stream is judged in file order, so no time filter is needed.)"""
+    seq, resync; the next batch read while the caller works on this one. (The stream is
+    judged in file order, so no time filter is needed.)"""
     meta = pq.ParquetFile(deltas).metadata
-    offset, size = 0, 0
-    sizes = [meta.row_group(g).num_rows for g in range(meta.num_row_groups)]
-    for g, rows in enumerate(sizes):
-        size += rows
-        if size >= rows_per_batch or g == len(sizes) - 1:
-            yield (pl.scan_parquet(deltas).slice(offset, size)
-                   .select(pl.col("received_time").cast(pl.Int64).alias("t"),
-                           pl.col("sequence_number").alias("seq"),
-                           pl.col("origin_time").is_null().alias("resync"))
-                   .collect())
+    bounds, offset, size = [], 0, 0
+    for g in range(meta.num_row_groups):
+        size += meta.row_group(g).num_rows
+        if size >= rows_per_batch or g == meta.num_row_groups - 1:
+            bounds.append((offset, size))
             offset, size = offset + size, 0
+
+    def read(bound: tuple[int, int]) -> pl.DataFrame:
+        return (pl.scan_parquet(deltas).slice(*bound)
+                .select(pl.col("received_time").cast(pl.Int64).alias("t"),
+                        pl.col("sequence_number").alias("seq"),
+                        pl.col("origin_time").is_null().alias("resync"))
+                .collect())
+
+    return read_ahead(read, bounds)
 
 
 def _messages(deltas: Path, rows_per_batch: int) -> pl.DataFrame:

@@ -29,6 +29,7 @@ from rlx_assets.lib.footer_job import FooterJob, read_tail
 from rlx_assets.lib.footer_read import NotParquet
 from rlx_assets.lib.hashing import CHUNK_BYTES, StreamHash
 from rlx_assets.lib.parquet_footer import footer_tail
+from rlx_assets.lib.read_ahead import read_ahead
 from rlx_assets.lib.scan import DayScan, TimeRules
 from rlx_assets.lib.stores import LakeError
 from rlx_assets.lib.tables import RENAMES, TIME_COLUMNS, TableSpec
@@ -213,15 +214,9 @@ def measure(frame: pl.LazyFrame, scan: DayScan, rows: int) -> None:
     """Feed `frame` (`rows` rows) to `scan` in slices of about BATCH_CELLS values, decoding
     the next slice meanwhile. Slices need not follow row groups (the footer is not decoded
     here): polars decodes the pages a slice needs."""
-    with ThreadPoolExecutor(1) as reader:
-        pending = None
-        for offset, count in row_slices([rows], len(scan.columns)):
-            upcoming = reader.submit(frame.slice(offset, count).collect)
-            if pending is not None:
-                scan.add(pending.result())
-            pending = upcoming
-        if pending is not None:
-            scan.add(pending.result())
+    slices = row_slices([rows], len(scan.columns))
+    for piece in read_ahead(lambda bound: frame.slice(*bound).collect(), slices):
+        scan.add(piece)
 
 
 def _reencode(frame: pl.LazyFrame, out_path: Path) -> tuple[str, int]:
