@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
-from rlx_assets.lib.scan import DayScan, Problem, format_ns
+from rlx_assets.lib.continuity import format_ns
+
+if TYPE_CHECKING:  # the scan (and pandera behind it) is not imported by readers of the names
+    from rlx_assets.lib.scan import DayScan, Problem
 
 SCHEMA, POSITIVE_PRICES, TEMPORAL_CONTINUITY = "schema", "positive_prices", "temporal_continuity"
 BLOCKING_CHECKS = (SCHEMA, POSITIVE_PRICES, TEMPORAL_CONTINUITY)

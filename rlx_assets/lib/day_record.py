@@ -14,7 +14,7 @@ import datetime as dt
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 
-from rlx_assets.lib.scan import format_ns
+from rlx_assets.lib.continuity import format_ns
 
 READY, QUARANTINE = "ready", "quarantine"
 

@@ -81,17 +81,22 @@ class VendorObject:
         return self.location.rsplit("/", 1)[-1]
 
 
-def day_in(key: str, start: dt.date, end: dt.date) -> dt.date | None:
-    """The `dt=` day of a vendor key (or path) if it is a parquet object inside the window."""
-    folder, _, name = key.rpartition("/")
-    text = folder.rpartition("/")[2]
-    if not name.endswith(".parquet") or not text.startswith("dt="):
+def folder_day(name: str, start: dt.date, end: dt.date) -> dt.date | None:
+    """The day of a `dt=YYYY-MM-DD` folder name if it is inside the window."""
+    if not name.startswith("dt="):
         return None
     try:
-        day = dt.date.fromisoformat(text[3:])
+        day = dt.date.fromisoformat(name[3:])
     except ValueError:
         return None
     return day if start <= day <= end else None
+
+
+def day_in(key: str, start: dt.date, end: dt.date) -> dt.date | None:
+    """The `dt=` day of a vendor key (or path) if it is a parquet object inside the window."""
+    folder, _, name = key.rpartition("/")
+    return folder_day(folder.rpartition("/")[2], start, end) if name.endswith(".parquet") \
+        else None
 
 
 class VendorSource(Protocol):

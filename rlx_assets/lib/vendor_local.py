@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import datetime as dt
+import os
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
@@ -20,14 +21,14 @@ from rlx_assets.lib.vendor import (
     VendorError,
     VendorFileMissing,
     VendorObject,
-    day_in,
     file_missing,
+    folder_day,
 )
 
 
-def _object(table: str, instrument: Instrument, day: dt.date, path: Path) -> VendorObject:
-    stat = path.stat()
-    return VendorObject(table, instrument, day, str(path), stat.st_size,
+def _object(table: str, instrument: Instrument, day: dt.date, path: str) -> VendorObject:
+    stat = os.stat(path)
+    return VendorObject(table, instrument, day, path, stat.st_size,
                         f"{stat.st_size}-{stat.st_mtime_ns}")
 
 
@@ -61,19 +62,26 @@ class LocalSource:
         if len(files) > 1:
             raise VendorError(f"Expected one vendor file in {folder}, found {len(files)}; "
                               "remove the stray files and re-run.")
-        return _object(table, instrument, day, files[0])
+        return _object(table, instrument, day, str(files[0]))
 
     def list_days(self, table: str, instrument: Instrument, start: dt.date, end: dt.date,
                   sizes: bool = True) -> dict[dt.date, VendorObject]:
-        """Every day in start..end (inclusive) that has a file, from one directory walk;
-        size and version as `locate` gives them. (`sizes` is free here and ignored.)"""
+        """Every day in start..end (inclusive) that has a file, one `dt=` folder at a time
+        (folders outside the window are not opened); size and version as `locate` gives
+        them. (`sizes` is free here and ignored.)"""
         found: dict[dt.date, VendorObject] = {}
         folder = self._table_root() / instrument_prefix(table, instrument)
-        for path in sorted(folder.glob("dt=*/*.parquet")) if folder.is_dir() else []:
-            day = day_in(path.as_posix(), start, end)
-            if day is not None and day not in found:  # several files: `locate` reports it
-                found[day] = _object(table, instrument, day, path)
-        return found
+        with suppress(FileNotFoundError, NotADirectoryError), \
+                os.scandir(folder) as days:
+            for entry in days:
+                day = folder_day(entry.name, start, end)
+                if day is None or not entry.is_dir():
+                    continue
+                with os.scandir(entry.path) as files:
+                    names = sorted(f.name for f in files if f.name.endswith(".parquet"))
+                if names:  # several files: `locate` reports it
+                    found[day] = _object(table, instrument, day, f"{entry.path}/{names[0]}")
+        return dict(sorted(found.items()))
 
     def list_instruments(self, table: str, exchange: str | None = None) -> set[Instrument]:
         """The `exchange=/symbol=` folders of `table` (one glob; only `exchange`'s if given)."""
