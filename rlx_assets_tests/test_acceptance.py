@@ -27,7 +27,7 @@ from rlx_assets.defs.alerts import SlackAlertsResource, build_alert_sensors
 from rlx_assets.defs.assets import table_run_config
 from rlx_assets.defs.catalog import CATALOG_KEY
 from rlx_assets.defs.keys import certificate_key, table_key
-from rlx_assets.defs.status import collect_states, collect_states_and_records
+from rlx_assets.defs.status import collect_states
 from rlx_assets.lib import acceptance as acc
 from rlx_assets.lib.demo_habits import Habits
 from rlx_assets.lib.lake import Lake
@@ -145,8 +145,8 @@ def test_a_restart_hole_fails_until_accepted_then_the_certificate_names_it(
     assert {states[(t, RESTART)].state for t in TABLES} == {"accepted"}
     assert {states[(t, CLEAN)].state for t in TABLES} == {"ready"}
     # `status` reads records only for days with an acceptance; reading all agrees with it
-    assert list(states.values()) == collect_states_and_records(
-        story.instance, story.settings, with_records=True)[0]
+    assert list(states.values()) == collect_states(story.instance, story.settings,
+                                                   every_record=True)
 
     issued = story.certify()
     assert issued.success

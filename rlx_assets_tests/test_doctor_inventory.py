@@ -17,7 +17,7 @@ from rlx_assets.definitions import build_definitions
 from rlx_assets.defs.inventory import INVENTORY_KEY, crypto_lake_from_env
 from rlx_assets.defs.new_days import SENSOR_NAME, build_new_days_sensor
 from rlx_assets.defs.resources import CryptoLakeResource
-from rlx_assets.lib.day_record import DayRecord
+from rlx_assets.lib.day_record import DayRecord, VendorStamp
 from rlx_assets.lib.demo_data import vendor_relpath, write_day
 from rlx_assets.lib.demo_faults import Fault
 from rlx_assets.lib.inventory import day_ranges, format_bytes, republished
@@ -304,9 +304,9 @@ def _obj(size: int, version: str) -> VendorObject:
     return VendorObject("trades", BTC, day(1), "s3://b/k", size, version)
 
 
-def Recorded(version: str | None, size: int | None) -> DayRecord:  # noqa: N802
+def Recorded(version: str | None, size: int | None) -> VendorStamp:  # noqa: N802
     return DayRecord(day(1), "ready", 1, None, None, "", "", "", 0, vendor_version=version,
-                     vendor_bytes=size)
+                     vendor_bytes=size).vendor_stamp
 
 
 @pytest.mark.parametrize(("obj", "recorded", "changed"), [

@@ -104,6 +104,20 @@ def test_batched_reads_agree_with_the_per_key_ones(instance) -> None:
         key: s.statuses for key, s in per_key.items()}
 
 
+def test_vendor_stamps_are_the_records_vendor_files(instance) -> None:
+    """The lean read (two cached values per day) answers what the full records say, with
+    the record cache cold (events decoded) and warm."""
+    days, keys = [READY, BAD, NEVER], [KEY, table_key(BTC, "book")]
+    cache = Path(instance.root_directory) / "rlx_assets" / "records.sqlite3"
+    cache.unlink(missing_ok=True)
+    cold = records.vendor_stamps(instance, keys, days)
+    full = records.read_series(instance, keys, days, (), daily_partitions(settings_for({})))
+    assert cold == {key: {day: r.vendor_stamp for day, r in s.records.items()}
+                    for key, s in full.items()}
+    assert set(cold[KEY]) == {READY, BAD} and cold[KEY][READY].size > 0
+    assert records.vendor_stamps(instance, keys, days) == cold
+
+
 def test_check_infos_agree_with_dagsters_method(instance) -> None:
     """`_check_infos_by_key` reads `asset_check_executions` in one query; it must answer what
     Dagster's `get_asset_check_partition_info` does, re-evaluations included."""

@@ -8,9 +8,12 @@ version each partition's latest materialisation recorded.
 
 import dagster as dg
 
+from rlx_assets.defs.keys import table_key
+from rlx_assets.defs.records import vendor_stamps
 from rlx_assets.defs.resources import CryptoLakeResource
-from rlx_assets.defs.status import collect_states_and_records
+from rlx_assets.defs.status import collect_states
 from rlx_assets.lib import inventory as inv
+from rlx_assets.lib.certificate import window_days
 from rlx_assets.lib.tables import TABLES
 from rlx_assets.lib.vendor import VendorError, VendorSource, list_many
 from rlx_assets.settings import Settings, credential_values
@@ -27,7 +30,7 @@ def collect_inventory(
     sizes: bool = True,
 ) -> list[inv.InventoryDay]:
     """One vendor listing per (instrument, table) over RLX_START_DATE..window end, joined
-    with the states and the records they were drawn from (read once)."""
+    with the partition states and the vendor file each day was recorded from."""
     tables = tables or list(TABLES)
     series = [(instrument, table) for instrument in settings.instruments for table in tables]
     vendor = {}
@@ -36,8 +39,11 @@ def collect_inventory(
         if isinstance(listed, VendorError):
             raise listed
         vendor[(str(instrument), table)] = listed
-    states, recorded = collect_states_and_records(instance, settings, tables)
-    return inv.build_inventory(states, vendor, recorded)
+    states = collect_states(instance, settings, tables)
+    keys = {(str(instrument), table): table_key(instrument, table) for instrument, table in series}
+    stamps = vendor_stamps(instance, list(keys.values()),
+                           window_days(settings.start_date, settings.window_end()))
+    return inv.build_inventory(states, vendor, {s: stamps[key] for s, key in keys.items()})
 
 
 def crypto_lake_from_env(settings: Settings) -> CryptoLakeResource:

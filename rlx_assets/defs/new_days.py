@@ -13,7 +13,7 @@ import dagster as dg
 
 from rlx_assets.defs.keys import table_key
 from rlx_assets.defs.partitions import daily_partitions
-from rlx_assets.defs.records import read_series
+from rlx_assets.defs.records import read_series, vendor_stamps
 from rlx_assets.defs.resources import CryptoLakeResource
 from rlx_assets.lib import new_days
 from rlx_assets.lib.certificate import window_days
@@ -37,7 +37,9 @@ def new_days_tick(context: dg.SensorEvaluationContext, settings: Settings,
     due: list[new_days.Due] = []
     errors: list[VendorError] = []
     keys = {(i, t): table_key(i, t) for i in settings.instruments for t in TABLES}
-    series = read_series(context.instance, list(keys.values()), days, (), partitions)
+    series = read_series(context.instance, list(keys.values()), days, (), partitions,
+                         with_records=False)
+    stamps = vendor_stamps(context.instance, list(keys.values()), days)
     listings = list_many(source, list(keys), start, end)
     for (instrument, table), key in keys.items():
         asset = key.to_user_string()
@@ -46,7 +48,7 @@ def new_days_tick(context: dg.SensorEvaluationContext, settings: Settings,
             context.log.warning(f"Listing {table} {instrument} failed: {vendor}")
             errors.append(vendor)
             continue
-        recorded = series[key].records
+        recorded = stamps[key]
         in_flight = {d for d, s in series[key].statuses.items() if s == "IN_PROGRESS"}
         requested[asset] = new_days.still_requested(requested.get(asset, {}), vendor,
                                                     recorded)

@@ -13,7 +13,6 @@ from rlx_assets.defs.records import Series, latest_evaluation, read_series, reco
 from rlx_assets.lib import acceptance
 from rlx_assets.lib.certificate import window_days
 from rlx_assets.lib.checks import BLOCKING_CHECKS
-from rlx_assets.lib.day_record import DayRecord
 from rlx_assets.lib.instruments import Instrument
 from rlx_assets.lib.lake import QUARANTINE, READY, Lake
 from rlx_assets.lib.status import PartitionState, partition_state
@@ -39,36 +38,25 @@ def certificate_states(instance: dg.DagsterInstance,
     return out
 
 
-Recorded = dict[tuple[str, str], dict[dt.date, DayRecord]]  # (instrument, table) -> day -> record
-
-
-def collect_states(
-    instance: dg.DagsterInstance, settings: Settings, tables: list[str] | None = None
-) -> list[PartitionState]:
-    """The states alone (`rlx-assets status`): no day record is read, except those of the
-    days that have an acceptance in the lake (which say whether it was needed)."""
-    return collect_states_and_records(instance, settings, tables, with_records=False)[0]
-
-
-def collect_states_and_records(
-    instance: dg.DagsterInstance, settings: Settings, tables: list[str] | None = None,
-    with_records: bool = True,
-) -> tuple[list[PartitionState], Recorded]:
-    """The states, and the records they were drawn from (for the inventory), every series
-    read from the instance at once (`records.read_series`)."""
+def collect_states(instance: dg.DagsterInstance, settings: Settings,
+                   tables: list[str] | None = None,
+                   every_record: bool = False) -> list[PartitionState]:
+    """The partition states, every series read from the instance at once
+    (`records.read_series`). No day record is read except those of the days that have an
+    acceptance in the lake, which say whether it was needed (`every_record` reads them all:
+    a test holds the shortcut to the same states)."""
     lake = settings.lake()
     days = window_days(settings.start_date, settings.window_end())
     series = [(instrument, table) for instrument in settings.instruments
               for table in tables or list(TABLES)]
     keys = [table_key(instrument, table) for instrument, table in series]
     read = read_series(instance, keys, days, BLOCKING_CHECKS, daily_partitions(settings),
-                       with_records=with_records)
-    if not with_records:
+                       with_records=every_record)
+    if not every_record:
         _records_of_accepted_days(instance, lake, series, keys, read)
-    states, recorded = [], {}
+    states = []
     for (instrument, table), key in zip(series, keys, strict=True):
         status, checks, records = read[key].statuses, read[key].checks, read[key].records
-        recorded[(str(instrument), table)] = records
         ready = lake.zone_days(READY, table, instrument)
         quarantined = lake.zone_days(QUARANTINE, table, instrument)
         for day in days:
@@ -78,7 +66,7 @@ def collect_states_and_records(
                 accepted=tuple(record.accepted) if record and record.ready else ())
             states.append(PartitionState(str(instrument), table, day, state, failed,
                                          accepted=tuple(record.accepted) if record else ()))
-    return states, recorded
+    return states
 
 
 def _records_of_accepted_days(instance: dg.DagsterInstance, lake: Lake,

@@ -13,6 +13,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
+from typing import NamedTuple
 
 from rlx_assets.lib.continuity import format_ns
 
@@ -25,6 +26,14 @@ def _int(value: object) -> int | None:
 
 def _text(value: object) -> str:
     return "" if value is None else str(value)
+
+
+class VendorStamp(NamedTuple):
+    """Which vendor file a day was recorded from: what the vendor's listing is compared with
+    to tell a re-published day (`DayRecord.vendor_version`, `.vendor_bytes`)."""
+
+    version: str | None  # S3 ETag, or size-mtime for a local file
+    size: int | None
 
 
 @dataclass(frozen=True)
@@ -56,6 +65,10 @@ class DayRecord:
     @property
     def ready(self) -> bool:
         return self.zone == READY
+
+    @property
+    def vendor_stamp(self) -> VendorStamp:
+        return VendorStamp(self.vendor_version, self.vendor_bytes)
 
     def with_checks(self, checks: Mapping[str, str]) -> DayRecord:
         return replace(self, checks=dict(checks))

@@ -7,7 +7,7 @@ import datetime as dt
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
-from rlx_assets.lib.day_record import DayRecord
+from rlx_assets.lib.day_record import VendorStamp
 from rlx_assets.lib.status import PartitionState
 from rlx_assets.lib.vendor import VendorObject
 
@@ -27,16 +27,16 @@ LABELS = {
 MAX_RANGES = 12  # day ranges shown per state before "... and N more"
 
 
-def republished(obj: VendorObject, recorded: DayRecord | None) -> bool:
+def republished(obj: VendorObject, recorded: VendorStamp | None) -> bool:
     """Has the vendor's object changed since the day was recorded (ready or quarantined)?
     Etags when both are known, else sizes; unknown either way counts as unchanged (no
     spurious re-downloads)."""
     if recorded is None:
         return False
-    if recorded.vendor_version and obj.version:
-        return recorded.vendor_version != obj.version
-    if recorded.vendor_bytes is not None and obj.size >= 0:
-        return recorded.vendor_bytes != obj.size
+    if recorded.version and obj.version:
+        return recorded.version != obj.version
+    if recorded.size is not None and obj.size >= 0:
+        return recorded.size != obj.size
     return False
 
 
@@ -68,9 +68,10 @@ def inventory_state(partition_state: str, at_vendor: bool) -> str:
 def build_inventory(
     states: Iterable[PartitionState],
     vendor: Mapping[tuple[str, str], Mapping[dt.date, VendorObject]],
-    recorded: Mapping[tuple[str, str], Mapping[dt.date, DayRecord]],
+    recorded: Mapping[tuple[str, str], Mapping[dt.date, VendorStamp]],
 ) -> list[InventoryDay]:
-    """Join partition states with the vendor's listing, both keyed by (instrument, table)."""
+    """Join partition states with the vendor's listing and what each day was recorded from,
+    all keyed by (instrument, table)."""
     out = []
     for s in states:
         obj = vendor.get((s.instrument, s.table), {}).get(s.day)

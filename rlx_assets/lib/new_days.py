@@ -14,7 +14,7 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from rlx_assets.lib.day_record import DayRecord
+from rlx_assets.lib.day_record import VendorStamp
 from rlx_assets.lib.inventory import republished
 from rlx_assets.lib.vendor import VendorObject
 
@@ -41,7 +41,7 @@ def version_of(obj: VendorObject) -> str:
 def due_days(
     asset: str,
     vendor: Mapping[dt.date, VendorObject],
-    recorded: Mapping[dt.date, DayRecord],
+    recorded: Mapping[dt.date, VendorStamp],
     in_flight: set[dt.date],
     requested: Mapping[str, str],
 ) -> list[Due]:
@@ -67,7 +67,7 @@ def pick(due: list[Due], limit: int) -> list[Due]:
 def still_requested(
     requested: Mapping[str, str],
     vendor: Mapping[dt.date, VendorObject],
-    recorded: Mapping[dt.date, DayRecord],
+    recorded: Mapping[dt.date, VendorStamp],
 ) -> dict[str, str]:
     """Keep the requests that still stand: the vendor still has that version of the day
     (in the window it was listed for) and no run has recorded it yet."""
@@ -76,7 +76,7 @@ def still_requested(
         day = dt.date.fromisoformat(day_text)
         obj, rec = vendor.get(day), recorded.get(day)
         if obj is not None and version_of(obj) == version and not (
-                rec is not None and rec.vendor_version == version):
+                rec is not None and rec.version == version):
             out[day_text] = version
     return out
 
