@@ -206,10 +206,10 @@ _ASSET_EVENTS = (dg.DagsterEventType.ASSET_MATERIALIZATION, dg.DagsterEventType.
 
 
 def _latest_event_ids(storage, keys: Sequence[dg.AssetKey], partitions: Sequence[str]
-                      ) -> Iterator[tuple[dg.AssetKey, str, int, dg.DagsterEventType, float]]:
-    """(key, partition, storage id, event type, timestamp) of the latest materialisation and
-    the latest observation of each partition of `keys`: one grouped query on Dagster's
-    `idx_events_by_asset_partition` index, nothing decoded. (Dagster's
+                      ) -> Iterator[tuple[dg.AssetKey, str, int, str, float]]:
+    """(key, partition, storage id, event type (its value), timestamp) of the latest
+    materialisation and the latest observation of each partition of `keys`: one grouped
+    query on Dagster's `idx_events_by_asset_partition` index, nothing decoded. (Dagster's
     `get_asset_event_summary_records` returns every event ever stored, one object each:
     0.7 s at 20 instruments x 730 days, growing with every re-run.)"""
     table, by_name, wanted = SqlEventLogStorageTable, {k.to_string(): k for k in keys}, \
@@ -223,8 +223,7 @@ def _latest_event_ids(storage, keys: Sequence[dg.AssetKey], partitions: Sequence
     with storage.index_connection() as connection:
         for asset_key, partition, storage_id, event_type, stamp in connection.execute(query):
             if partition in wanted:
-                yield (by_name[asset_key], partition, storage_id,
-                       dg.DagsterEventType(event_type),
+                yield (by_name[asset_key], partition, storage_id, event_type,
                        stamp.replace(tzinfo=dt.UTC).timestamp())  # stored as naive UTC
 
 
@@ -238,7 +237,7 @@ def _latest_by_key(batch: _Batch, keys: Sequence[dg.AssetKey], partitions: Seque
     records = batch.records(keys)
     wiped = {key: r.asset_entry.asset_details.last_wipe_timestamp or 0.0
              for key, r in records.items() if r.asset_entry.asset_details}
-    newest: dict[tuple[dg.AssetKey, str], tuple[int, dg.DagsterEventType, float]] = {}
+    newest: dict[tuple[dg.AssetKey, str], tuple[int, str, float]] = {}
     for key, partition, storage_id, event_type, stamp in _latest_event_ids(storage, keys,
                                                                            partitions):
         if stamp > wiped.get(key, 0.0) and storage_id > newest.get((key, partition), (-1,))[0]:
@@ -247,7 +246,7 @@ def _latest_by_key(batch: _Batch, keys: Sequence[dg.AssetKey], partitions: Seque
     cache = _record_cache(batch.instance)
     stamps = {i: t for i, _, t in newest.values()}  # as the index query reads them
     cached = cache.get(stamps, names)
-    missing: dict[dg.DagsterEventType, list[int]] = {}
+    missing: dict[str, list[int]] = {}  # by event type
     for (key, partition), (storage_id, event_type, _) in newest.items():
         if storage_id in cached:
             out[key][partition] = _Latest(storage_id, cached[storage_id])
@@ -258,7 +257,8 @@ def _latest_by_key(batch: _Batch, keys: Sequence[dg.AssetKey], partitions: Seque
         ids.sort()
         for start in range(0, len(ids), IDS_PER_QUERY):
             for record in storage.get_event_records(EventRecordsFilter(
-                    event_type=event_type, storage_ids=ids[start:start + IDS_PER_QUERY])):
+                    event_type=dg.DagsterEventType(event_type),
+                    storage_ids=ids[start:start + IDS_PER_QUERY])):
                 event = record.asset_materialization or record.asset_observation
                 if event is not None and record.asset_key is not None and event.partition:
                     plain = _plain(event.partition,
