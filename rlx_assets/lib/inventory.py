@@ -72,10 +72,12 @@ def build_inventory(
 ) -> list[InventoryDay]:
     """Join partition states with the vendor's listing and what each day was recorded from,
     all keyed by (instrument, table)."""
-    out = []
+    out, series, listed, stamps = [], None, {}, {}
     for s in states:
-        obj = vendor.get((s.instrument, s.table), {}).get(s.day)
-        rec = recorded.get((s.instrument, s.table), {}).get(s.day)
+        if (s.instrument, s.table) != series:  # states come series by series
+            series = (s.instrument, s.table)
+            listed, stamps = vendor.get(series, {}), recorded.get(series, {})
+        obj, rec = listed.get(s.day), stamps.get(s.day)
         out.append(InventoryDay(
             s.instrument, s.table, s.day, inventory_state(s.state, obj is not None),
             at_vendor=obj is not None,
