@@ -25,11 +25,10 @@ from rlx_assets.config_values import (
     scoped,
     url,
 )
-from rlx_assets.lib.continuity import TimeRules
 from rlx_assets.lib.incidents import DIGEST_AFTER
 from rlx_assets.lib.instruments import Instrument, InstrumentError, parse_instruments
 from rlx_assets.lib.lake import Lake, LakeError
-from rlx_assets.lib.tables import TABLES
+from rlx_assets.lib.tables import TABLES, TimeRules
 from rlx_assets.lib.vendor import CREDENTIAL_NAMES, credential_variables
 
 __all__ = ["AlertSettings", "ConfigError", "Settings", "Source", "environment", "secret_values"]

@@ -10,13 +10,13 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 
-from rlx_assets.lib.continuity import format_ns
 from rlx_assets.lib.cross_table import (
     SNAPSHOTS_AGREE,
     TRADES_IN_MARKET,
     snapshots_agree_with_deltas,
     trades_inside_market,
 )
+from rlx_assets.lib.timestamps import format_ns
 from rlx_assets_tests.order_book_sim import START_NS, Message, OrderBookSim, Snapshot
 
 S = 1_000_000_000

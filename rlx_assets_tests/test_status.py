@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
+import subprocess
+import sys
 
+import dagster as dg
 import pytest
 
 from rlx_assets.cli import main
@@ -105,3 +109,34 @@ def test_recheck_from_raw_after_threshold_change(tmp_path) -> None:
         run_config={"ops": {"binance__btc_usdt__trades": {"config": {"from_raw": True}}}})
     text = str(missing.get_step_failure_events()[0].step_failure_data.user_failure_data)
     assert "No raw copy of trades BINANCE:BTC-USDT 2024-01-02" in text
+
+
+_PROBE = """
+import json, sys
+from rlx_assets.cli import main
+code = main(sys.argv[1:])
+heavy = [m for m in ("polars", "numpy", "pyarrow", "pandas", "pandera", "boto3", "lakeapi")
+         if m in sys.modules]
+print(json.dumps({"code": code, "heavy": heavy}), file=sys.stderr)
+"""
+
+
+@pytest.mark.parametrize("command", ["status", "inventory"])
+def test_status_and_inventory_import_no_dataframe_library(tmp_path, command) -> None:
+    """Issue 15: the commands run at every look at a big lake; importing polars, pyarrow and
+    numpy (~0.4 s) for them is pure start-up cost. Run in a fresh process over a recorded
+    day with a quarantined table and a local vendor."""
+    home = tmp_path / "home"
+    home.mkdir()
+    lake = Lake(tmp_path)
+    lake.instance = dg.DagsterInstance.local_temp(str(home))
+    for table in TABLES:
+        lake.publish(table, DAYS[0], Fault.NEGATIVE_PRICE if table == "trades" else None)
+    lake.materialize(DAYS[0])
+    env = {**os.environ, **lake.env, "DAGSTER_HOME": str(home)}
+    done = subprocess.run([sys.executable, "-c", _PROBE, command, "--json"], env=env,
+                          capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    probe = json.loads(done.stderr.strip().splitlines()[-1])
+    assert probe["code"] == 0, done.stderr
+    assert "quarantined" in done.stdout
+    assert probe["heavy"] == [], f"`rlx-assets {command}` imported {probe['heavy']}"

@@ -19,9 +19,9 @@ import numpy as np
 import polars as pl
 
 from rlx_assets.lib.checks import CheckOutcome
-from rlx_assets.lib.continuity import format_ns
 from rlx_assets.lib.read_ahead import read_ahead
 from rlx_assets.lib.time_slices import NS, read_slice, time_slices
+from rlx_assets.lib.timestamps import format_ns
 
 SNAPSHOTS_AGREE = "snapshots_agree_with_deltas"
 BOOK_LEVELS = 20

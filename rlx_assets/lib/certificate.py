@@ -17,8 +17,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from rlx_assets.lib.checks import BLOCKING_CHECKS
-from rlx_assets.lib.continuity import format_ns
 from rlx_assets.lib.day_record import DayRecord
+from rlx_assets.lib.timestamps import format_ns
 
 PASSED = "SUCCEEDED"
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from rlx_assets.lib.continuity import format_ns
+from rlx_assets.lib.timestamps import format_ns
 
 if TYPE_CHECKING:  # the scan (and pandera behind it) is not imported by readers of the names
     from rlx_assets.lib.scan import DayScan, Problem

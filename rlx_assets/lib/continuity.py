@@ -27,29 +27,17 @@ from dataclasses import dataclass, field
 import numpy as np
 import polars as pl
 
+from rlx_assets.lib.tables import TimeRules
+from rlx_assets.lib.timestamps import format_ns
+
 NS_PER_DAY = 86_400 * 10**9
 SAMPLE = 5  # offending timestamps kept as evidence per problem
 LISTED = 50  # holes and resyncs listed in full; the count covers the rest
-DEFAULT_BOUNDARY_SECONDS = 5.0
 UTC_NS = pl.Datetime("ns", "UTC")
 
 
 def day_start_ns(day: dt.date) -> int:
     return (day - dt.date(1970, 1, 1)).days * NS_PER_DAY
-
-
-def format_ns(ns: int | None) -> str | None:
-    """ISO 8601 UTC with nanoseconds: 2024-01-02T00:00:00.004189123Z."""
-    return None if ns is None else f"{np.datetime64(int(ns), 'ns')}Z"
-
-
-@dataclass(frozen=True)
-class TimeRules:
-    """The thresholds of one (instrument, table): see RLX_MAX_GAP_SECONDS and
-    RLX_DAY_BOUNDARY_SECONDS."""
-
-    max_gap_seconds: float
-    boundary_seconds: float = DEFAULT_BOUNDARY_SECONDS
 
 
 @dataclass

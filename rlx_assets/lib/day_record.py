@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import NamedTuple
 
-from rlx_assets.lib.continuity import format_ns
+from rlx_assets.lib.timestamps import format_ns
 
 READY, QUARANTINE = "ready", "quarantine"
 

@@ -26,8 +26,8 @@ import polars as pl
 import pyarrow.parquet as pq
 
 from rlx_assets.lib.checks import CheckOutcome
-from rlx_assets.lib.continuity import format_ns
 from rlx_assets.lib.read_ahead import read_ahead
+from rlx_assets.lib.timestamps import format_ns
 
 DELTA_STREAM = "delta_stream_complete"
 BATCH_ROWS = 1_250_000  # about an hour of a busy BTC-USDT day

@@ -21,10 +21,10 @@ from rlx_assets.lib.continuity import (
     Problem,
     TimeRules,
     day_start_ns,
-    format_ns,
 )
 from rlx_assets.lib.schemas import row_rules, structural_problems
 from rlx_assets.lib.tables import BOOK_LEVELS, TABLES
+from rlx_assets.lib.timestamps import format_ns
 
 __all__ = ["DayScan", "Problem", "TimeRules", "day_start_ns", "format_ns"]
 

@@ -1,12 +1,17 @@
-"""The three Crypto Lake tables: vendor columns, normalised names and per-table defaults."""
+"""The three Crypto Lake tables: vendor columns, normalised names and per-table defaults.
+
+Column types are named by pyarrow's aliases and built only when asked for, so that what
+needs only the names (the status and inventory commands) does not import pyarrow."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
+from typing import TYPE_CHECKING
 
-import pyarrow as pa
+if TYPE_CHECKING:
+    import pyarrow as pa
 
-TIME_TYPE = pa.timestamp("ns", tz="UTC")
 BOOK_LEVELS = 20
 
 # lakeapi.load_data's renames, so that our data reads like what users already know.
@@ -20,9 +25,18 @@ TIME_COLUMNS = ("origin_time", "received_time")
 
 
 @dataclass(frozen=True)
+class TimeRules:
+    """The time thresholds of one (instrument, table): see RLX_MAX_GAP_SECONDS and
+    RLX_DAY_BOUNDARY_SECONDS."""
+
+    max_gap_seconds: float
+    boundary_seconds: float = 5.0
+
+
+@dataclass(frozen=True)
 class TableSpec:
     name: str
-    raw_columns: dict[str, pa.DataType]
+    raw_columns: dict[str, str]  # name -> pyarrow type alias, as the vendor writes it
     # Columns that must never be null after normalisation. origin_time is not among them:
     # the vendor writes 0 (-1 in trades) where the exchange gave no time, which we store as
     # null, and judge those rows by received_time.
@@ -34,13 +48,16 @@ class TableSpec:
     # files a row by its own clock when it arrives): kept and counted, not a failure.
     default_boundary_seconds: float = 5.0
 
-    @property
+    @cached_property
     def columns(self) -> dict[str, pa.DataType]:
         """Normalised column names and Arrow types, as written to `ready/`."""
+        import pyarrow as pa
+
         out = {}
-        for raw_name, dtype in self.raw_columns.items():
+        for raw_name, alias in self.raw_columns.items():
             name = RENAMES.get(raw_name, raw_name)
-            out[name] = TIME_TYPE if name in TIME_COLUMNS else dtype
+            out[name] = (pa.timestamp("ns", tz="UTC") if name in TIME_COLUMNS
+                         else pa.type_for_alias(alias))
         return out
 
     @property
@@ -48,27 +65,29 @@ class TableSpec:
         return "sequence_number" in self.raw_columns
 
     def arrow_schema(self) -> pa.Schema:
+        import pyarrow as pa
+
         return pa.schema(list(self.columns.items()))
 
 
-def _book_levels() -> dict[str, pa.DataType]:
-    cols: dict[str, pa.DataType] = {}
+def _book_levels() -> dict[str, str]:
+    cols: dict[str, str] = {}
     for side in ("bid", "ask"):
         for i in range(BOOK_LEVELS):
-            cols[f"{side}_{i}_price"] = pa.float64()
-            cols[f"{side}_{i}_size"] = pa.float64()
+            cols[f"{side}_{i}_price"] = "double"
+            cols[f"{side}_{i}_size"] = "double"
     return cols
 
 
-_TIMES = {"timestamp": pa.int64(), "receipt_timestamp": pa.int64()}
+_TIMES = {"timestamp": "int64", "receipt_timestamp": "int64"}
 
 TRADES = TableSpec(
     name="trades",
     raw_columns={
-        "side": pa.string(),
-        "amount": pa.float64(),
-        "price": pa.float64(),
-        "id": pa.int64(),
+        "side": "string",
+        "amount": "double",
+        "price": "double",
+        "id": "int64",
         **_TIMES,
     },
     required=("side", "quantity", "price", "trade_id", "received_time"),
@@ -77,7 +96,7 @@ TRADES = TableSpec(
 )
 BOOK = TableSpec(
     name="book",
-    raw_columns={**_TIMES, "sequence_number": pa.int64(), **_book_levels()},
+    raw_columns={**_TIMES, "sequence_number": "int64", **_book_levels()},
     # Levels may be null in a thin book, but the top of each side must be there.
     required=("received_time", "sequence_number",
               "bid_0_price", "bid_0_size", "ask_0_price", "ask_0_size"),
@@ -88,10 +107,10 @@ BOOK_DELTA_V2 = TableSpec(
     name="book_delta_v2",
     raw_columns={
         **_TIMES,
-        "sequence_number": pa.int64(),
-        "side_is_bid": pa.bool_(),
-        "price": pa.float64(),
-        "size": pa.float64(),
+        "sequence_number": "int64",
+        "side_is_bid": "bool",
+        "price": "double",
+        "size": "double",
     },
     required=("received_time", "sequence_number", "side_is_bid", "price", "size"),
     default_max_gap_seconds=5 * 60,

@@ -20,8 +20,8 @@ from pathlib import Path
 import polars as pl
 
 from rlx_assets.lib.checks import CheckOutcome
-from rlx_assets.lib.continuity import format_ns
 from rlx_assets.lib.time_slices import read_slice, time_slices
+from rlx_assets.lib.timestamps import format_ns
 
 TRADES_IN_MARKET = "trades_inside_market"
 TICK_LEVELS = 5
