@@ -2,8 +2,8 @@
 
 Playwright's own browser download is not available here, so it launches the system binary
 (`/usr/bin/chromium`, installed by `.ci/run`), headless, with the flags that keep Chromium
-off the network. `Browser.page(...)` dismisses Dagster's first-run dialog the way a user
-would (its "Skip" button), and `shot(name)` saves a screenshot: into `RLX_UI_SCREENSHOTS`
+off the network. A `Browser` dismisses Dagster's first-run dialog the way a user would (its
+"Skip" button) whenever it shows, and `shot(name)` saves a screenshot: into `RLX_UI_SCREENSHOTS`
 when set (the README's screenshots: `RLX_UI_SCREENSHOTS=docs ./quickstart.sh test -m
 browser`), and always on a failure, next to the test's other files.
 """
@@ -36,24 +36,28 @@ def chromium_or_skip() -> str:
 class Browser:
     def __init__(self, page, base_url: str, failures: Path) -> None:
         self.page, self.base_url, self.failures = page, base_url.rstrip("/"), failures
+        # The UI's first-run dialog ("Join the Dagster community") can open at any moment
+        # while a page loads (seconds late on a busy machine) and then covers every button:
+        # Playwright dismisses it whenever it shows, before each action.
+        self.welcome = page.get_by_text("Join the Dagster community")
+        page.add_locator_handler(self.welcome, self.dismiss_welcome)
         keep = os.environ.get(SCREENSHOTS_VARIABLE)
         self.keep = REPO / keep if keep else None  # relative to the repository
 
     def open(self, path: str, wait_for: str | None = None, timeout: float = 30.0) -> None:
-        """Go to `path` in the UI, dismiss the first-run dialog, wait for `wait_for` text."""
+        """Go to `path` in the UI and wait for `wait_for` text."""
         self.page.goto(self.base_url + path)
-        skip = self.page.get_by_role("button", name="Skip")
-        try:
-            skip.wait_for(timeout=3_000)
-            skip.click()
-        except Exception:  # noqa: BLE001 - no dialog this time
-            pass
         if wait_for:
             self.page.get_by_text(wait_for, exact=False).first.wait_for(timeout=timeout * 1e3)
+
+    def dismiss_welcome(self) -> None:
+        self.page.get_by_role("button", name="Skip").click()
 
     def shot(self, name: str) -> Path:
         target = (self.keep or self.failures) / f"{name}.png"
         target.parent.mkdir(parents=True, exist_ok=True)
+        if self.welcome.is_visible():  # a screenshot is no action: the handler would not run
+            self.dismiss_welcome()
         self.page.screenshot(path=str(target), full_page=False)
         return target
 
