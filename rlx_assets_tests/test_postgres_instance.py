@@ -18,7 +18,9 @@ import pytest
 import yaml
 from dagster._core.events import DagsterEventType
 
+from rlx_assets.defs.records import vendor_stamps
 from rlx_assets.defs.status import collect_states
+from rlx_assets.lib.day_record import DayRecord
 from rlx_assets.lib.demo_data import write_day
 from rlx_assets_tests.conftest import materialize_day, settings_for
 from rlx_assets_tests.postgres_server import PostgresServer, running_postgres
@@ -77,6 +79,12 @@ def test_postgres_instance_stores_runs_materialisations_and_check_results(
         # What `rlx-assets status` and the slack_alerts sensor read works on PostgreSQL too.
         states = collect_states(instance, settings_for(env), ["trades"])
         assert {s.day: s.state for s in states}[DAY] == "ready"
+        # ...and the inventory's read of the latest event per partition (times come back
+        # from the driver: datetimes here, text on SQLite)
+        stamps = vendor_stamps(instance, [TRADES], [DAY])
+        record = DayRecord.from_metadata(DAY, {
+            k: v.value for k, v in materialization.asset_materialization.metadata.items()})
+        assert stamps == {TRADES: {DAY: record.vendor_stamp}} and record.vendor_stamp.size > 0
         entries = instance.event_log_storage.get_logs_for_all_runs_by_log_id(
             after_cursor=-1, dagster_event_type=DagsterEventType.ASSET_CHECK_EVALUATION)
         assert {entry.run_id for entry in entries.values()} == {run_id}

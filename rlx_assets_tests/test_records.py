@@ -174,3 +174,37 @@ def test_decoded_records_are_cached_beside_the_instance(instance) -> None:
     for suffix in ("-wal", "-shm"):
         cache.with_name(cache.name + suffix).unlink(missing_ok=True)
     assert records.read_series(instance, [KEY], days, BLOCKING_CHECKS, partitions) == first
+
+
+def test_the_stored_status_cache_is_used_only_while_it_is_current(tmp_path: Path) -> None:
+    """`read_series` takes Dagster's stored status cache as is only when Dagster's own update
+    would not change it; after a new run it is brought up to date by Dagster's function.
+    Either way the statuses are Dagster's (`get_status_by_partition`)."""
+    vendor, days = tmp_path / "vendor", [READY, BAD, NEVER]
+    write_day(vendor, "trades", BTC, READY, rows=3_000)
+    write_day(vendor, "trades", BTC, BAD, rows=3_000, fault=Fault.NEGATIVE_PRICE)
+    env = {"CRYPTO_LAKE_SOURCE": str(vendor), "RLX_LAKE_ROOT": str(tmp_path / "lake")}
+    partitions = daily_partitions(settings_for({}))
+
+    def current() -> bool:
+        batch = records._Batch(instance, [KEY])
+        planned = records._latest_planned_ids(instance, [KEY]).get(KEY.to_string(), 0)
+        return records._current_status_cache(batch.records([KEY]).get(KEY), planned,
+                                             partitions) is not None
+
+    def statuses() -> dict[dt.date, str]:
+        return records.read_series(instance, [KEY], days, (), partitions,
+                                   with_records=False)[KEY].statuses
+
+    with dg.instance_for_test() as instance:
+        assert materialize_day(env, "trades", READY, instance).success
+        assert not current()  # no cache stored yet
+        assert statuses() == records.partition_statuses(instance, KEY, days, partitions) == {
+            READY: "MATERIALIZED"}
+        assert current()  # stored by the read above: the next read takes it as is
+        assert statuses() == {READY: "MATERIALIZED"}
+        assert not materialize_day(env, "trades", BAD, instance).success
+        assert not current()  # a planned run and an observation after it
+        assert statuses() == records.partition_statuses(instance, KEY, days, partitions) == {
+            READY: "MATERIALIZED", BAD: "FAILED"}
+        assert current()

@@ -140,3 +140,31 @@ def test_status_and_inventory_import_no_dataframe_library(tmp_path, command) -> 
     assert probe["code"] == 0, done.stderr
     assert "quarantined" in done.stdout
     assert probe["heavy"] == [], f"`rlx-assets {command}` imported {probe['heavy']}"
+
+
+def test_the_collector_is_paused_inside_and_restored_after() -> None:
+    """lib/gc_pause: off inside (nested too), back as it was after, exceptions included."""
+    import gc
+
+    from rlx_assets.lib.gc_pause import paused_gc
+
+    assert gc.isenabled()
+
+    @paused_gc()
+    def inner() -> bool:
+        return gc.isenabled()
+
+    with paused_gc():
+        assert not gc.isenabled() and inner() is False
+        assert not gc.isenabled()  # the nested use left it off
+    assert gc.isenabled()
+    with pytest.raises(ValueError), paused_gc():
+        raise ValueError
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        with paused_gc():
+            pass
+        assert not gc.isenabled()  # off before: left off
+    finally:
+        gc.enable()

@@ -8,9 +8,11 @@ import datetime as dt
 import sys
 
 from rlx_assets.cli.common import backfill, default_home, json_text
+from rlx_assets.lib.gc_pause import paused_gc
 from rlx_assets.lib.tables import TABLES
 
 
+@paused_gc()  # a bulk read of the instance: see lib/gc_pause.py
 def status(args: argparse.Namespace) -> int:
     """Print a calendar of partition states per instrument and table (or JSON)."""
     import dagster as dg

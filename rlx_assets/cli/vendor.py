@@ -8,6 +8,7 @@ import contextlib
 import sys
 
 from rlx_assets.cli.common import default_home, json_text
+from rlx_assets.lib.gc_pause import paused_gc
 
 
 def doctor(args: argparse.Namespace) -> int:
@@ -45,6 +46,7 @@ def _settings_and_source():
         return None
 
 
+@paused_gc()  # a bulk read of the instance and the vendor: see lib/gc_pause.py
 def inventory(args: argparse.Namespace) -> int:
     """Vendor days in the window per instrument and table, against what is materialised."""
     import dagster as dg
