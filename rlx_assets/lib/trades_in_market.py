@@ -15,11 +15,13 @@ tolerance is then 0 and excursions are given in price only.
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 
 import polars as pl
 
 from rlx_assets.lib.checks import CheckOutcome
+from rlx_assets.lib.read_ahead import read_ahead
 from rlx_assets.lib.time_slices import read_slice, time_slices
 from rlx_assets.lib.timestamps import format_ns
 
@@ -44,11 +46,16 @@ def infer_tick(book: Path) -> float | None:
     return float(f"{steps.min():.6g}") if steps.len() else None
 
 
-def _quotes(book: Path, lo: int, hi: int, carried: pl.DataFrame) -> pl.DataFrame:
-    fresh = read_slice(book, [pl.col("bid_0_price").cast(pl.Float64).fill_nan(None).alias("bid"),
-                              pl.col("ask_0_price").cast(pl.Float64).fill_nan(None).alias("ask")],
-                       lo, hi).with_columns(quoted=pl.lit(True))
-    return pl.concat([carried, fresh]).sort("t", maintain_order=True)
+def _read(trades: Path, book: Path, bounds: tuple[int, int]) -> tuple[pl.DataFrame,
+                                                                        pl.DataFrame]:
+    """One slice: the book's best quotes and the trades, each in file order."""
+    lo, hi = bounds
+    quotes = read_slice(book, [pl.col("bid_0_price").cast(pl.Float64).fill_nan(None).alias("bid"),
+                               pl.col("ask_0_price").cast(pl.Float64).fill_nan(None).alias("ask")],
+                        lo, hi).with_columns(quoted=pl.lit(True))
+    prints = read_slice(trades, [pl.col("trade_id"), pl.col("side"),
+                                 pl.col("price").cast(pl.Float64)], lo, hi)
+    return quotes, prints
 
 
 def trades_inside_market(trades: Path, book: Path, tolerance_ticks: int = 1,
@@ -63,11 +70,12 @@ def trades_inside_market(trades: Path, book: Path, tolerance_ticks: int = 1,
              "no_quote": 0}
     largest: dict | None = None
     first: list[dict] = []
-    for lo, hi in time_slices([Path(trades), Path(book)], slice_seconds):
-        quotes = _quotes(Path(book), lo, hi, carried)
+    trades, book = Path(trades), Path(book)
+    # the next slice is read while this one is judged (see read_ahead)
+    for fresh, prints in read_ahead(partial(_read, trades, book),
+                                    time_slices([trades, book], slice_seconds)):
+        quotes = pl.concat([carried, fresh]).sort("t", maintain_order=True)
         carried = quotes.tail(1)
-        prints = read_slice(Path(trades), [pl.col("trade_id"), pl.col("side"),
-                                           pl.col("price").cast(pl.Float64)], lo, hi)
         if not prints.height:
             continue
         judged = prints.sort("t", maintain_order=True).join_asof(
