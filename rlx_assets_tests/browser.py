@@ -56,8 +56,11 @@ class Browser:
     def shot(self, name: str) -> Path:
         target = (self.keep or self.failures) / f"{name}.png"
         target.parent.mkdir(parents=True, exist_ok=True)
-        if self.welcome.is_visible():  # a screenshot is no action: the handler would not run
-            self.dismiss_welcome()
+        # A screenshot is no action, so the handler would not run for it; an auto-waiting
+        # assertion is one (clicking Skip here instead races the handler for the button).
+        from playwright.sync_api import expect
+
+        expect(self.welcome).to_be_hidden()
         self.page.screenshot(path=str(target), full_page=False)
         return target
 
