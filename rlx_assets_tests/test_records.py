@@ -189,8 +189,9 @@ def test_the_stored_status_cache_is_used_only_while_it_is_current(tmp_path: Path
     def current() -> bool:
         batch = records._Batch(instance, [KEY])
         planned = records._latest_planned_ids(instance, [KEY]).get(KEY.to_string(), 0)
-        return records._current_status_cache(batch.records([KEY]).get(KEY), planned,
-                                             partitions) is not None
+        return records._current_status_cache(
+            batch.records([KEY]).get(KEY), planned,
+            partitions.get_serializable_unique_identifier()) is not None
 
     def statuses() -> dict[dt.date, str]:
         return records.read_series(instance, [KEY], days, (), partitions,

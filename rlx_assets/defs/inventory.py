@@ -14,7 +14,6 @@ from rlx_assets.defs.resources import CryptoLakeResource
 from rlx_assets.defs.status import collect_states
 from rlx_assets.lib import inventory as inv
 from rlx_assets.lib.certificate import window_days
-from rlx_assets.lib.gc_pause import paused_gc
 from rlx_assets.lib.tables import TABLES
 from rlx_assets.lib.vendor import VendorError, VendorSource, list_many
 from rlx_assets.settings import Settings, credential_values
@@ -23,7 +22,6 @@ INVENTORY_KEY = dg.AssetKey("vendor_inventory")
 REFRESH_CRON = "0 * * * *"  # hourly; materialise it by hand for a fresh view
 
 
-@paused_gc()
 def collect_inventory(
     instance: dg.DagsterInstance,
     settings: Settings,

@@ -300,9 +300,10 @@ def _statuses_by_key(batch: _Batch, keys: Sequence[dg.AssetKey], partitions: Seq
     Dagster's own function."""
     out: dict[dg.AssetKey, dict[str, str]] = {}
     records, planned = batch.records(keys), _latest_planned_ids(batch.instance, keys)
+    partitions_id = partitions_def.get_serializable_unique_identifier()
     for key in keys:
         cached = _current_status_cache(records.get(key), planned.get(key.to_string(), 0),
-                                       partitions_def)
+                                       partitions_id)
         if cached is None:
             cached = get_and_update_asset_status_cache_value(
                 batch.instance, key, partitions_def, loading_context=batch)
@@ -335,15 +336,14 @@ def _latest_planned_ids(instance: dg.DagsterInstance, keys: Sequence[dg.AssetKey
 
 
 def _current_status_cache(record: AssetRecord | None, planned_id: int,
-                          partitions_def: dg.PartitionsDefinition
-                          ) -> AssetStatusCacheValue | None:
+                          partitions_id: str) -> AssetStatusCacheValue | None:
     """The stored status cache if Dagster's update would leave it as it is (no
     materialisation or planned run after it, no run it saw in progress, the same
     partitions), else None."""
     entry = record.asset_entry if record else None
     value = entry.cached_status if entry else None
     if (value is None or value.earliest_in_progress_materialization_event_id is not None
-            or value.partitions_def_id != partitions_def.get_serializable_unique_identifier()
+            or value.partitions_def_id != partitions_id
             or max(entry.last_materialization_storage_id or 0, planned_id)
             > value.latest_storage_id):
         return None

@@ -13,7 +13,6 @@ from rlx_assets.defs.records import Series, latest_evaluation, read_series, reco
 from rlx_assets.lib import acceptance
 from rlx_assets.lib.certificate import window_days
 from rlx_assets.lib.checks import BLOCKING_CHECKS
-from rlx_assets.lib.gc_pause import paused_gc
 from rlx_assets.lib.instruments import Instrument
 from rlx_assets.lib.lake import QUARANTINE, READY, Lake
 from rlx_assets.lib.status import PartitionState, partition_state
@@ -39,7 +38,6 @@ def certificate_states(instance: dg.DagsterInstance,
     return out
 
 
-@paused_gc()
 def collect_states(instance: dg.DagsterInstance, settings: Settings,
                    tables: list[str] | None = None,
                    every_record: bool = False) -> list[PartitionState]:

@@ -13,6 +13,8 @@ if TYPE_CHECKING:
     import pyarrow as pa
 
 BOOK_LEVELS = 20
+# Rows this close across a day boundary belong to the day's file (see TableSpec).
+DEFAULT_BOUNDARY_SECONDS = 5.0
 
 # lakeapi.load_data's renames, so that our data reads like what users already know.
 RENAMES = {
@@ -30,7 +32,7 @@ class TimeRules:
     RLX_DAY_BOUNDARY_SECONDS."""
 
     max_gap_seconds: float
-    boundary_seconds: float = 5.0
+    boundary_seconds: float = DEFAULT_BOUNDARY_SECONDS
 
 
 @dataclass(frozen=True)
@@ -46,7 +48,7 @@ class TableSpec:
     description: str
     # Rows this close across a day boundary belong to the day's file (the vendor's writer
     # files a row by its own clock when it arrives): kept and counted, not a failure.
-    default_boundary_seconds: float = 5.0
+    default_boundary_seconds: float = DEFAULT_BOUNDARY_SECONDS
 
     @cached_property
     def columns(self) -> dict[str, pa.DataType]:

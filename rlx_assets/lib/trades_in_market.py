@@ -61,8 +61,9 @@ def _read(trades: Path, book: Path, bounds: tuple[int, int]) -> tuple[pl.DataFra
 def trades_inside_market(trades: Path, book: Path, tolerance_ticks: int = 1,
                          tick: float | None = None, max_outside_share: float = 0.001,
                          slice_seconds: int = 3600) -> CheckOutcome:
+    trades, book = Path(trades), Path(book)
     inferred = tick is None
-    tick = infer_tick(Path(book)) if inferred else tick
+    tick = infer_tick(book) if inferred else tick
     tolerance = tolerance_ticks * tick if tick else 0.0
     slack = (tick or 0.0) * 1e-6 + 1e-12  # float noise on top of the tolerance
     carried = pl.DataFrame(schema=_QUOTE)
@@ -70,7 +71,6 @@ def trades_inside_market(trades: Path, book: Path, tolerance_ticks: int = 1,
              "no_quote": 0}
     largest: dict | None = None
     first: list[dict] = []
-    trades, book = Path(trades), Path(book)
     # the next slice is read while this one is judged (see read_ahead)
     for fresh, prints in read_ahead(partial(_read, trades, book),
                                     time_slices([trades, book], slice_seconds)):
