@@ -27,7 +27,7 @@ import polars as pl
 
 from rlx_assets.lib.checks import CheckOutcome
 from rlx_assets.lib.read_ahead import read_ahead
-from rlx_assets.lib.time_slices import NS, read_slice, time_slices
+from rlx_assets.lib.time_slices import NS, read_slice, spans_with_nulls, time_slices
 from rlx_assets.lib.timestamps import format_ns
 
 SNAPSHOTS_AGREE = "snapshots_agree_with_deltas"
@@ -37,6 +37,7 @@ HOUR_NS = 3600 * NS
 _SIDES = [(side, i) for side in ("bid", "ask") for i in range(BOOK_LEVELS)]
 _WIDTH = len(_SIDES)
 _BID_BIT = np.int64(-(2**63))  # the sign bit
+_SIDE_BITS = np.array([_BID_BIT] * BOOK_LEVELS + [0] * BOOK_LEVELS, dtype=np.int64)
 # keys no positive price has (NaN bits with the bid bit), one for deltas and one for levels
 # at a price that is not positive, so that such a level never meets such a delta
 _NO_DELTA_KEY, _NO_LEVEL_KEY = np.int64(-1), np.int64(-2)
@@ -47,20 +48,15 @@ def _sizes_equal(a: pl.Expr, b: pl.Expr) -> pl.Expr:
     return (a - b).abs() <= pl.max_horizontal(a.abs(), b.abs()) * 1e-9 + 1e-12
 
 
-def _side_price_key(price: np.ndarray, bid: np.ndarray, valid: np.ndarray,
-                    no_key: np.int64) -> np.ndarray:
-    """(side, price) as one int64, equal exactly when both are equal; `no_key` where not
-    `valid`. Only positive prices may be valid (their sign bit is the bid mark)."""
-    return np.where(valid, price.view(np.int64) | np.where(bid, _BID_BIT, np.int64(0)), no_key)
-
-
 def _frame_of_deltas(rows: pl.DataFrame) -> pl.DataFrame:
-    """`t`, `key`, `size`, `epoch` of the rows with a side, a price and a size."""
+    """`t`, `key`, `size`, `epoch` of the rows with a side, a price and a size; the key is
+    `_NO_DELTA_KEY` where the price is not positive."""
     given = ["side_is_bid", "price", "size"]
     if any(rows[c].null_count() for c in given):
         rows = rows.drop_nulls(given)
     price = rows["price"].to_numpy()
-    key = _side_price_key(price, rows["side_is_bid"].to_numpy(), price > 0, _NO_DELTA_KEY)
+    key = price.view(np.int64) | np.where(rows["side_is_bid"].to_numpy(), _BID_BIT, 0)
+    key[~(price > 0)] = _NO_DELTA_KEY
     return rows.select("t", pl.Series("key", key), "size", "epoch")
 
 
@@ -71,13 +67,17 @@ class _DeltaStream:
         self.path = path
         self.epoch = 0  # resyncs seen so far
         self.in_resync = False  # the previous slice ended inside a resync block
+        # where resync rows may be: origin_time is decoded only in slices that meet these
+        self.resync_spans = spans_with_nulls(path, "origin_time")
 
     def read(self, lo: int, hi: int) -> tuple[pl.DataFrame, int, int]:
         """Every row of the slice in time order (ties in file order), with its `epoch`; and
         the epochs in force when the slice starts and when it ends."""
+        may_resync = any(a < hi and b >= lo for a, b in self.resync_spans)
+        resync = pl.col("origin_time").is_null() if may_resync else pl.lit(False)
         rows = read_slice(self.path, [pl.col("side_is_bid"), pl.col("price").cast(pl.Float64),
-                                      pl.col("size").cast(pl.Float64),
-                                      pl.col("origin_time").is_null().alias("resync")], lo, hi)
+                                      pl.col("size").cast(pl.Float64), resync.alias("resync")],
+                          lo, hi)
         start_epoch = self.epoch
         if rows["resync"].any():
             block_start = pl.col("resync") & ~pl.col("resync").shift(
@@ -93,8 +93,8 @@ class _DeltaStream:
         return rows, start_epoch, self.epoch
 
 
-def _levels(book: Path, lo: int, hi: int, deltas: pl.DataFrame,
-            start_epoch: int) -> pl.DataFrame:
+def _levels(book: Path, lo: int, hi: int, deltas: pl.DataFrame, start_epoch: int,
+            end_epoch: int) -> pl.DataFrame:
     """The slice's snapshot levels, one row per (snapshot, level) in time order, bids 0..19
     then asks 0..19 within a snapshot: `t`, `column` (0..39), `present` (price and size
     given), `key` (`_NO_LEVEL_KEY` unless present at a positive price), `price`, `size`,
@@ -103,19 +103,26 @@ def _levels(book: Path, lo: int, hi: int, deltas: pl.DataFrame,
                              for f in ("price", "size")], lo, hi)
     if not wide["t"].is_sorted():  # the as-of join needs its levels in time order
         wide = wide.sort("t", maintain_order=True)
-    n = wide.height
-    # row-major: a snapshot's 40 levels side by side (null reads as NaN)
-    prices = wide.select(f"{s}_{i}_price" for s, i in _SIDES).to_numpy().ravel(order="C")
+    # (snapshots, 40) in row-major order: a snapshot's levels side by side (null reads NaN)
+    prices = np.ascontiguousarray(wide.select(f"{s}_{i}_price" for s, i in _SIDES).to_numpy())
     sizes = wide.select(f"{s}_{i}_size" for s, i in _SIDES).to_numpy().ravel(order="C")
-    times = wide["t"].to_numpy()
-    epochs = np.concatenate([[start_epoch], deltas["epoch"].to_numpy()])
-    now = epochs[np.searchsorted(deltas["t"].to_numpy(), times, side="right")]
-    column = np.tile(np.arange(_WIDTH, dtype=np.int8), n)
+    key = (prices.view(np.int64) | _SIDE_BITS).ravel()
+    prices = prices.ravel()
     present = ~(np.isnan(prices) | np.isnan(sizes))
-    key = _side_price_key(prices, column < BOOK_LEVELS, present & (prices > 0), _NO_LEVEL_KEY)
-    return pl.DataFrame({"t": np.repeat(times, _WIDTH), "column": column, "present": present,
-                         "key": key, "price": prices, "size": sizes,
-                         "now": np.repeat(now, _WIDTH)})
+    valid = present & (prices > 0)
+    if not valid.all():
+        key[~valid] = _NO_LEVEL_KEY
+    times = wide["t"].to_numpy()
+    if start_epoch == end_epoch:
+        now = pl.lit(start_epoch, pl.Int64)
+    else:
+        epochs = np.concatenate([[start_epoch], deltas["epoch"].to_numpy()])
+        now = np.repeat(epochs[np.searchsorted(deltas["t"].to_numpy(), times, side="right")],
+                        _WIDTH)
+    return pl.DataFrame({
+        "t": np.repeat(times, _WIDTH), "column": np.tile(np.arange(_WIDTH, dtype=np.int8),
+                                                         wide.height),
+        "present": present, "key": key, "price": prices, "size": sizes}).with_columns(now=now)
 
 
 @dataclass
@@ -138,7 +145,7 @@ def _slices(book: Path, deltas: Path, slice_seconds: int) -> Iterator[_Slice]:
     def read(bounds: tuple[int, int]) -> _Slice:
         lo, hi = bounds
         rows, start_epoch, end_epoch = stream.read(lo, hi)
-        levels = _levels(book, lo, hi, rows, start_epoch)
+        levels = _levels(book, lo, hi, rows, start_epoch, end_epoch)
         return _Slice(lo, hi, _frame_of_deltas(rows), levels, start_epoch, end_epoch)
 
     return read_ahead(read, time_slices([book, deltas], slice_seconds))
@@ -167,7 +174,8 @@ def snapshots_agree_with_deltas(book: Path, deltas: Path, min_agreement: float =
     for piece in _slices(Path(book), Path(deltas), slice_seconds):
         rows = piece.deltas
         if carried.height:
-            rows = pl.concat([carried.with_columns(t=pl.lit(piece.lo - 1, pl.Int64)), rows])
+            rows = pl.concat([carried.with_columns(t=pl.lit(piece.lo - 1, pl.Int64)), rows],
+                             rechunk=True)
         judged = _judge(piece.levels, rows)
         carried = rows.filter((pl.col("epoch") == piece.end_epoch)
                               & pl.col("key").is_last_distinct())

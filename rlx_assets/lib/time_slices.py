@@ -3,6 +3,7 @@ file is scanned lazily and read one slice at a time, so memory is bounded by the
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -26,6 +27,23 @@ def _bounds(path: Path) -> tuple[int | None, int | None]:
                                         received.max().alias("hi")).collect().row(0)
 
 
+def spans_with_nulls(path: Path, column: str) -> list[tuple[float, float]]:
+    """The received_time [min, max] of each row group whose footer statistics do not rule
+    out a null in `column` (a row group without statistics spans all time)."""
+    meta = pq.ParquetFile(path).metadata
+    names = meta.schema.names
+    received, nullable = names.index("received_time"), names.index(column)
+    spans = []
+    for g in range(meta.num_row_groups):
+        nulls = meta.row_group(g).column(nullable).statistics
+        if nulls is not None and nulls.has_null_count and nulls.null_count == 0:
+            continue
+        times = meta.row_group(g).column(received).statistics
+        known = times is not None and times.has_min_max
+        spans.append((times.min_raw, times.max_raw) if known else (-math.inf, math.inf))
+    return spans
+
+
 def time_slices(paths: list[Path], slice_seconds: int) -> Iterator[tuple[int, int]]:
     """[lo, hi) nanosecond bounds covering every file's received_time, aligned to multiples
     of `slice_seconds` (so that a slice never straddles an hour when it divides 3600)."""
@@ -42,9 +60,11 @@ def time_slices(paths: list[Path], slice_seconds: int) -> Iterator[tuple[int, in
 
 
 def read_slice(path: Path, columns: list[pl.Expr], lo: int, hi: int) -> pl.DataFrame:
-    """The rows of [lo, hi) by received_time, in file order, with `t` (int ns) first."""
+    """The rows of [lo, hi) by received_time, in file order, with `t` (int ns) first; in one
+    chunk per column (not one per row group), which joins and numpy exports need."""
     received = pl.col("received_time")
     return (pl.scan_parquet(path)
             .filter((received >= pl.lit(lo).cast(_UTC_NS)) & (received < pl.lit(hi).cast(_UTC_NS)))
             .select(received.cast(pl.Int64).alias("t"), *columns)
-            .collect())
+            .collect()
+            .rechunk())
