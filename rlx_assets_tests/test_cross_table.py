@@ -261,3 +261,25 @@ def test_the_check_matches_the_rule_written_out(seed, slice_seconds, prices, tmp
     ref = _reference(paths["book"], paths["deltas"])
     assert ref["levels_compared"] > 1_000 and ref["levels_agreeing"] < ref["levels_compared"]
     assert {k: got[k] for k in ref} == ref
+
+
+def test_resyncs_are_found_without_footer_statistics(sim, tmp_path):
+    """`origin_time` is decoded only where the footer does not rule out a null there; a file
+    written without statistics (or row groups without them) is read in full, same answers."""
+    from rlx_assets.lib.delta_stream import delta_stream_complete
+
+    (tmp_path / "with").mkdir()
+    (tmp_path / "bare").mkdir()
+    with_stats = sim.write(tmp_path / "with")
+    bare = sim.write(tmp_path / "bare")
+    for name in ("book", "deltas"):
+        pq.write_table(pq.read_table(bare[name]), bare[name], write_statistics=False,
+                       row_group_size=97)
+    assert pq.ParquetFile(bare["deltas"]).metadata.row_group(0).column(0).statistics is None
+    got = snapshots_agree_with_deltas(bare["book"], bare["deltas"], slice_seconds=7).metadata
+    ref = snapshots_agree_with_deltas(with_stats["book"], with_stats["deltas"],
+                                      slice_seconds=7).metadata
+    assert got == ref and ref["resyncs"] == 1
+    stream = delta_stream_complete(bare["deltas"], rows_per_batch=500).metadata
+    assert stream["resyncs"] == 1 == delta_stream_complete(with_stats["deltas"]).metadata[
+        "resyncs"]

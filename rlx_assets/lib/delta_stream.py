@@ -27,6 +27,7 @@ import pyarrow.parquet as pq
 
 from rlx_assets.lib.checks import CheckOutcome
 from rlx_assets.lib.read_ahead import read_ahead
+from rlx_assets.lib.time_slices import groups_with_nulls
 from rlx_assets.lib.timestamps import format_ns
 
 DELTA_STREAM = "delta_stream_complete"
@@ -42,18 +43,21 @@ def _batches(deltas: Path, rows_per_batch: int) -> Iterator[pl.DataFrame]:
     seq, resync; the next batch read while the caller works on this one. (The stream is
     judged in file order, so no time filter is needed.)"""
     meta = pq.ParquetFile(deltas).metadata
-    bounds, offset, size = [], 0, 0
+    may_resync = set(groups_with_nulls(meta, "origin_time"))  # decode origin_time only there
+    bounds, offset, size, nulls = [], 0, 0, False
     for g in range(meta.num_row_groups):
         size += meta.row_group(g).num_rows
+        nulls = nulls or g in may_resync
         if size >= rows_per_batch or g == meta.num_row_groups - 1:
-            bounds.append((offset, size))
-            offset, size = offset + size, 0
+            bounds.append((offset, size, nulls))
+            offset, size, nulls = offset + size, 0, False
 
-    def read(bound: tuple[int, int]) -> pl.DataFrame:
-        return (pl.scan_parquet(deltas).slice(*bound)
+    def read(bound: tuple[int, int, bool]) -> pl.DataFrame:
+        offset, size, nulls = bound
+        resync = pl.col("origin_time").is_null() if nulls else pl.lit(False)
+        return (pl.scan_parquet(deltas).slice(offset, size)
                 .select(pl.col("received_time").cast(pl.Int64).alias("t"),
-                        pl.col("sequence_number").alias("seq"),
-                        pl.col("origin_time").is_null().alias("resync"))
+                        pl.col("sequence_number").alias("seq"), resync.alias("resync"))
                 .collect())
 
     return read_ahead(read, bounds)

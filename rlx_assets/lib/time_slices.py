@@ -27,17 +27,21 @@ def _bounds(path: Path) -> tuple[int | None, int | None]:
                                         received.max().alias("hi")).collect().row(0)
 
 
+def groups_with_nulls(meta: pq.FileMetaData, column: str) -> list[int]:
+    """The row groups whose footer statistics do not rule out a null in `column`."""
+    index = meta.schema.names.index(column)
+    return [g for g in range(meta.num_row_groups)
+            if not ((stats := meta.row_group(g).column(index).statistics) is not None
+                    and stats.has_null_count and stats.null_count == 0)]
+
+
 def spans_with_nulls(path: Path, column: str) -> list[tuple[float, float]]:
-    """The received_time [min, max] of each row group whose footer statistics do not rule
-    out a null in `column` (a row group without statistics spans all time)."""
+    """The received_time [min, max] of each row group that may hold a null in `column` (a
+    row group without time statistics spans all time)."""
     meta = pq.ParquetFile(path).metadata
-    names = meta.schema.names
-    received, nullable = names.index("received_time"), names.index(column)
+    received = meta.schema.names.index("received_time")
     spans = []
-    for g in range(meta.num_row_groups):
-        nulls = meta.row_group(g).column(nullable).statistics
-        if nulls is not None and nulls.has_null_count and nulls.null_count == 0:
-            continue
+    for g in groups_with_nulls(meta, column):
         times = meta.row_group(g).column(received).statistics
         known = times is not None and times.has_min_max
         spans.append((times.min_raw, times.max_raw) if known else (-math.inf, math.inf))
