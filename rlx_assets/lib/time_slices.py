@@ -64,11 +64,10 @@ def time_slices(paths: list[Path], slice_seconds: int) -> Iterator[tuple[int, in
 
 
 def read_slice(path: Path, columns: list[pl.Expr], lo: int, hi: int) -> pl.DataFrame:
-    """The rows of [lo, hi) by received_time, in file order, with `t` (int ns) first; in one
-    chunk per column (not one per row group), which joins and numpy exports need."""
+    """The rows of [lo, hi) by received_time, in file order, with `t` (int ns) first (in one
+    chunk per row group read: rechunk what a join needs contiguous)."""
     received = pl.col("received_time")
     return (pl.scan_parquet(path)
             .filter((received >= pl.lit(lo).cast(_UTC_NS)) & (received < pl.lit(hi).cast(_UTC_NS)))
             .select(received.cast(pl.Int64).alias("t"), *columns)
-            .collect()
-            .rechunk())
+            .collect())
