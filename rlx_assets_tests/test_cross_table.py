@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
+import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
@@ -283,3 +285,34 @@ def test_resyncs_are_found_without_footer_statistics(sim, tmp_path):
     stream = delta_stream_complete(bare["deltas"], rows_per_batch=500).metadata
     assert stream["resyncs"] == 1 == delta_stream_complete(with_stats["deltas"]).metadata[
         "resyncs"]
+
+
+def test_a_busy_day_is_cut_into_shorter_slices(tmp_path):
+    """By default the slice is the longest divisor of an hour in which neither file holds
+    more than SLICE_ROWS delta rows or snapshot levels, read from the footers; a row group
+    counts whole in every slice it meets."""
+    from rlx_assets.lib.time_slices import NS, slice_seconds_for
+
+    start = 1_704_153_600 * NS
+    path = tmp_path / "rows.parquet"
+    # 3,600 rows a second for 4 s, in row groups of 1,000 rows (0.28 s each)
+    times = start + (np.arange(14_400) * (NS // 3_600))
+    pq.write_table(pa.table({"received_time": pa.array(times)}), path, row_group_size=1_000)
+    assert slice_seconds_for({path: 1}, 20_000) == 3600  # the whole file fits
+    assert slice_seconds_for({path: 1}, 9_000) == 2  # [0 s, 2 s): 8 groups, 8,000 rows
+    # 7,200 rows lie in [0 s, 2 s), but the group across 2 s counts whole: 8,000 > 7,900
+    assert slice_seconds_for({path: 1}, 7_900) == 1
+    assert slice_seconds_for({path: 2}, 9_000) == 1  # weighted
+    assert slice_seconds_for({path: 1}, 4_000) == 1  # [1 s, 2 s) holds 5 groups: none fits
+
+
+def test_the_snapshot_check_picks_its_slices_from_the_footers(clean, monkeypatch):
+    from rlx_assets.lib import book_agreement
+
+    ref = snapshots_agree_with_deltas(clean["book"], clean["deltas"], slice_seconds=10).metadata
+    assert snapshots_agree_with_deltas(clean["book"], clean["deltas"]).metadata[
+        "slice_seconds"] == 3600
+    monkeypatch.setattr(book_agreement, "SLICE_ROWS", 2_000)
+    got = snapshots_agree_with_deltas(clean["book"], clean["deltas"]).metadata
+    assert got["slice_seconds"] < 60
+    assert {**got, "slice_seconds": 10} == ref

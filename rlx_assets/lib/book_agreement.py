@@ -28,13 +28,20 @@ import polars as pl
 
 from rlx_assets.lib.checks import CheckOutcome
 from rlx_assets.lib.read_ahead import read_ahead
-from rlx_assets.lib.time_slices import NS, read_slice, spans_with_nulls, time_slices
+from rlx_assets.lib.time_slices import (
+    NS,
+    read_slice,
+    slice_seconds_for,
+    spans_with_nulls,
+    time_slices,
+)
 from rlx_assets.lib.timestamps import format_ns
 
 SNAPSHOTS_AGREE = "snapshots_agree_with_deltas"
 BOOK_LEVELS = 20
 FIRST_SHOWN = 5
 HOUR_NS = 3600 * NS
+SLICE_ROWS = 750_000  # delta rows, or snapshot levels, in one slice at most (memory)
 _SIDES = [(side, i) for side in ("bid", "ask") for i in range(BOOK_LEVELS)]
 _WIDTH = len(_SIDES)
 _BID_BIT = np.int64(-(2**63))  # the sign bit
@@ -174,7 +181,11 @@ def _judge(levels: pl.DataFrame, deltas: pl.DataFrame) -> pl.DataFrame:
 
 
 def snapshots_agree_with_deltas(book: Path, deltas: Path, min_agreement: float = 0.99,
-                                slice_seconds: int = 3600) -> CheckOutcome:
+                                slice_seconds: int | None = None) -> CheckOutcome:
+    """`slice_seconds` by default: an hour, or the divisor of one that keeps every slice
+    within `SLICE_ROWS` delta rows and snapshot levels (a busy day is cut finer)."""
+    if slice_seconds is None:
+        slice_seconds = slice_seconds_for({Path(book): _WIDTH, Path(deltas): 1}, SLICE_ROWS)
     hours: list[pl.DataFrame] = []
     first: list[dict[str, object]] = []
     resyncs = 0

@@ -7,11 +7,13 @@ import math
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import polars as pl
 import pyarrow.parquet as pq
 
 NS = 1_000_000_000
 _UTC_NS = pl.Datetime("ns", "UTC")
+HOUR_DIVISORS = tuple(d for d in range(3600, 0, -1) if 3600 % d == 0)  # 3600, 1800, ..., 1
 
 
 def _bounds(path: Path) -> tuple[int | None, int | None]:
@@ -46,6 +48,40 @@ def spans_with_nulls(path: Path, column: str) -> list[tuple[float, float]]:
         known = times is not None and times.has_min_max
         spans.append((times.min_raw, times.max_raw) if known else (-math.inf, math.inf))
     return spans
+
+
+def _busiest(path: Path, seconds: int) -> int | None:
+    """The most rows of `path` in any slice of `seconds` (a row group counts whole in every
+    slice it meets), from the footer; None if a row group has no time statistics."""
+    meta = pq.ParquetFile(path).metadata
+    column = meta.schema.names.index("received_time")
+    spans = []
+    for g in range(meta.num_row_groups):
+        stats = meta.row_group(g).column(column).statistics
+        if stats is None or not stats.has_min_max:
+            return None
+        spans.append((stats.min_raw, stats.max_raw, meta.row_group(g).num_rows))
+    if not spans:
+        return 0
+    first, last, rows = (np.array(c, dtype=np.int64) for c in zip(*spans, strict=True))
+    first, last = first // (seconds * NS), last // (seconds * NS)
+    base = first.min()
+    added = np.zeros(int(last.max() - base) + 2, dtype=np.int64)  # rows entering, leaving
+    np.add.at(added, first - base, rows)
+    np.add.at(added, last - base + 1, -rows)
+    return int(np.cumsum(added).max())
+
+
+def slice_seconds_for(weights: dict[Path, int], max_rows: int) -> int:
+    """The longest slice, an hour or a divisor of one, in which no file holds more than
+    `max_rows` rows times its weight anywhere in the day, by the footers alone (an hour
+    where a footer has no time statistics; a second at the least)."""
+    for seconds in HOUR_DIVISORS:
+        busiest = [_busiest(path, seconds) for path in weights]
+        if all(b is None or b * w <= max_rows for b, w in zip(busiest, weights.values(),
+                                                                strict=True)):
+            return seconds
+    return 1
 
 
 def time_slices(paths: list[Path], slice_seconds: int) -> Iterator[tuple[int, int]]:
