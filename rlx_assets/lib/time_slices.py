@@ -50,9 +50,9 @@ def spans_with_nulls(path: Path, column: str) -> list[tuple[float, float]]:
     return spans
 
 
-def _busiest(path: Path, seconds: int) -> int | None:
-    """The most rows of `path` in any slice of `seconds` (a row group counts whole in every
-    slice it meets), from the footer; None if a row group has no time statistics."""
+def _row_group_spans(path: Path) -> np.ndarray | None:
+    """(min, max received_time, rows) of each row group, from the footer; None if a row
+    group has no time statistics."""
     meta = pq.ParquetFile(path).metadata
     column = meta.schema.names.index("received_time")
     spans = []
@@ -61,25 +61,30 @@ def _busiest(path: Path, seconds: int) -> int | None:
         if stats is None or not stats.has_min_max:
             return None
         spans.append((stats.min_raw, stats.max_raw, meta.row_group(g).num_rows))
-    if not spans:
+    return np.array(spans, dtype=np.int64).reshape(-1, 3)
+
+
+def _busiest(spans: np.ndarray, seconds: int) -> int:
+    """The most rows in any slice of `seconds`, a row group counting whole in every slice
+    it meets."""
+    if not len(spans):
         return 0
-    first, last, rows = (np.array(c, dtype=np.int64) for c in zip(*spans, strict=True))
-    first, last = first // (seconds * NS), last // (seconds * NS)
+    first, last = spans[:, 0] // (seconds * NS), spans[:, 1] // (seconds * NS)
     base = first.min()
     added = np.zeros(int(last.max() - base) + 2, dtype=np.int64)  # rows entering, leaving
-    np.add.at(added, first - base, rows)
-    np.add.at(added, last - base + 1, -rows)
+    np.add.at(added, first - base, spans[:, 2])
+    np.add.at(added, last - base + 1, -spans[:, 2])
     return int(np.cumsum(added).max())
 
 
 def slice_seconds_for(weights: dict[Path, int], max_rows: int) -> int:
     """The longest slice, an hour or a divisor of one, in which no file holds more than
-    `max_rows` rows times its weight anywhere in the day, by the footers alone (an hour
-    where a footer has no time statistics; a second at the least)."""
+    `max_rows` rows times its weight anywhere in the day, by the footers alone (a file
+    without time statistics is not counted; a second at the least)."""
+    known = [(spans, weight) for path, weight in weights.items()
+             if (spans := _row_group_spans(path)) is not None]
     for seconds in HOUR_DIVISORS:
-        busiest = [_busiest(path, seconds) for path in weights]
-        if all(b is None or b * w <= max_rows for b, w in zip(busiest, weights.values(),
-                                                                strict=True)):
+        if all(_busiest(spans, seconds) * weight <= max_rows for spans, weight in known):
             return seconds
     return 1
 
