@@ -304,6 +304,13 @@ def test_a_busy_day_is_cut_into_shorter_slices(tmp_path):
     assert slice_seconds_for({path: 1}, 7_900) == 1
     assert slice_seconds_for({path: 2}, 9_000) == 1  # weighted
     assert slice_seconds_for({path: 1}, 4_000) == 1  # [1 s, 2 s) holds 5 groups: none fits
+    # a stray row from 1970 in a row group of its own: counted, with no array over 54 years
+    stray = tmp_path / "stray.parquet"
+    with pq.ParquetWriter(stray, pa.schema([("received_time", pa.int64())])) as writer:
+        writer.write_table(pa.table({"received_time": pa.array([NS])}))
+        writer.write_table(pa.table({"received_time": pa.array(times)}), row_group_size=1_000)
+    assert slice_seconds_for({stray: 1}, 7_900) == 1
+    assert slice_seconds_for({stray: 1}, 9_000) == 2
 
 
 def test_the_snapshot_check_picks_its_slices_from_the_footers(clean, monkeypatch):

@@ -70,11 +70,12 @@ def _busiest(spans: np.ndarray, seconds: int) -> int:
     if not len(spans):
         return 0
     first, last = spans[:, 0] // (seconds * NS), spans[:, 1] // (seconds * NS)
-    base = first.min()
-    added = np.zeros(int(last.max() - base) + 2, dtype=np.int64)  # rows entering, leaving
-    np.add.at(added, first - base, spans[:, 2])
-    np.add.at(added, last - base + 1, -spans[:, 2])
-    return int(np.cumsum(added).max())
+    # rows entering at a group's first slice and leaving after its last, summed per slice
+    # where anything changes (no array over all slices: a stray time would make it huge)
+    where, at = np.unique(np.concatenate([first, last + 1]), return_inverse=True)
+    change = np.zeros(where.size, dtype=np.int64)
+    np.add.at(change, at, np.concatenate([spans[:, 2], -spans[:, 2]]))
+    return int(np.cumsum(change).max())
 
 
 def slice_seconds_for(weights: dict[Path, int], max_rows: int) -> int:
