@@ -303,7 +303,12 @@ def test_a_busy_day_is_cut_into_shorter_slices(tmp_path):
     # 7,200 rows lie in [0 s, 2 s), but the group across 2 s counts whole: 8,000 > 7,900
     assert slice_seconds_for({path: 1}, 7_900) == 1
     assert slice_seconds_for({path: 2}, 9_000) == 1  # weighted
-    assert slice_seconds_for({path: 1}, 4_000) == 1  # [1 s, 2 s) holds 5 groups: none fits
+    # [1 s, 2 s) holds 5 groups: nothing under 4,000 rows; rows in the largest group: 1,000
+    assert slice_seconds_for({path: 1}, 4_000) == 1
+    # one row group of the whole file: no slice holds fewer rows, so the longest one is taken
+    whole = tmp_path / "one_group.parquet"
+    pq.write_table(pa.table({"received_time": pa.array(times)}), whole)
+    assert slice_seconds_for({whole: 1}, 1_000) == 3600
     # a stray row from 1970 in a row group of its own: counted, with no array over 54 years
     stray = tmp_path / "stray.parquet"
     with pq.ParquetWriter(stray, pa.schema([("received_time", pa.int64())])) as writer:
@@ -319,6 +324,8 @@ def test_the_snapshot_check_picks_its_slices_from_the_footers(clean, monkeypatch
     ref = snapshots_agree_with_deltas(clean["book"], clean["deltas"], slice_seconds=10).metadata
     assert snapshots_agree_with_deltas(clean["book"], clean["deltas"]).metadata[
         "slice_seconds"] == 3600
+    for name in ("book", "deltas"):  # small row groups, so that short slices pay off
+        pq.write_table(pq.read_table(clean[name]), clean[name], row_group_size=40)
     monkeypatch.setattr(book_agreement, "SLICE_ROWS", 2_000)
     got = snapshots_agree_with_deltas(clean["book"], clean["deltas"]).metadata
     assert got["slice_seconds"] < 60

@@ -79,13 +79,16 @@ def _busiest(spans: np.ndarray, seconds: int) -> int:
 
 
 def slice_seconds_for(weights: dict[Path, int], max_rows: int) -> int:
-    """The longest slice, an hour or a divisor of one, in which no file holds more than
-    `max_rows` rows times its weight anywhere in the day, by the footers alone (a file
-    without time statistics is not counted; a second at the least)."""
+    """The longest slice, an hour or a divisor of one, in which no file's rows times its
+    weight exceed `max_rows` (or its largest row group's, if larger) anywhere in the day, by
+    the footers alone (a file without time statistics is not counted)."""
     known = [(spans, weight) for path, weight in weights.items()
              if (spans := _row_group_spans(path)) is not None]
+    # a row group is read whole: no slice can hold fewer rows than the largest one
+    limits = [max(max_rows, int(spans[:, 2].max(initial=0)) * weight) for spans, weight in known]
     for seconds in HOUR_DIVISORS:
-        if all(_busiest(spans, seconds) * weight <= max_rows for spans, weight in known):
+        if all(_busiest(spans, seconds) * weight <= limit
+               for (spans, weight), limit in zip(known, limits, strict=True)):
             return seconds
     return 1
 
